@@ -1,0 +1,17 @@
+#pragma once
+// One function per subcommand; cli.cpp maps names to them.
+#include "cli/cli.hpp"
+
+namespace devicemap::cli {
+
+int plan_command(Invocation& inv);
+int devices_command(Invocation& inv);
+int inspect_command(Invocation& inv);
+int bench_command(Invocation& inv);
+int tokenize_command(Invocation& inv);
+#ifdef DEVICEMAP_HAVE_RUNTIME
+int run_command(Invocation& inv);
+int make_model_command(Invocation& inv);
+#endif
+
+}  // namespace devicemap::cli
