@@ -26,6 +26,13 @@ class Checkpoint {
   // shard the index names, invalid JSON in a config file).
   static Checkpoint open(const std::filesystem::path& path);
 
+  // Copies re-point tensors()[i].info into their own shards; moves keep them as they are.
+  Checkpoint() = default;
+  Checkpoint(const Checkpoint& other);
+  Checkpoint& operator=(const Checkpoint& other);
+  Checkpoint(Checkpoint&&) noexcept = default;
+  Checkpoint& operator=(Checkpoint&&) noexcept = default;
+
   const std::filesystem::path& dir() const { return dir_; }
   const nlohmann::json& config() const { return config_; }                       // {} when absent
   const nlohmann::json& generation_config() const { return generation_config_; }  // {} when absent
@@ -33,7 +40,8 @@ class Checkpoint {
 
   bool has_safetensors() const { return !shards_.empty(); }
   const std::vector<SafetensorsFile>& shards() const { return shards_; }
-  std::vector<std::filesystem::path> bin_files() const { return bin_files_; }  // pytorch_model*.bin
+  // pytorch_model*.bin, only when there are no safetensors (which are preferred, as transformers does).
+  std::vector<std::filesystem::path> bin_files() const { return bin_files_; }
 
   // All tensors of all shards, in the order of the shards then of their data offsets.
   const std::vector<CheckpointTensor>& tensors() const { return tensors_; }
