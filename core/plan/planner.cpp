@@ -1,0 +1,185 @@
+#include "plan/planner.hpp"
+
+#include <algorithm>
+#include <array>
+
+#include "plan/error.hpp"
+#include "plan/placement_walk.hpp"
+#include "plan/skeleton.hpp"
+
+namespace devicemap {
+namespace {
+
+constexpr std::array<std::pair<std::string_view, Strategy>, 4> kStrategies{{
+    {"auto", Strategy::Auto},
+    {"balanced", Strategy::Balanced},
+    {"balanced_low_0", Strategy::BalancedLow0},
+    {"sequential", Strategy::Sequential},
+}};
+
+std::int64_t config_int(const nlohmann::json& c, std::initializer_list<const char*> keys) {
+  for (const char* k : keys)
+    if (c.contains(k) && c[k].is_number_integer()) return c[k].get<std::int64_t>();
+  return 0;
+}
+
+// Bytes of K and V for one decoder layer: 2 × kv_heads × head_dim × context × batch × dtype size.
+std::int64_t kv_bytes_per_layer(const Skeleton& s, const KvReserve& kv, std::optional<DType> dtype) {
+  const auto& c = s.config;
+  const std::int64_t heads = config_int(c, {"num_attention_heads", "n_head"});
+  std::int64_t kv_heads = config_int(c, {"num_key_value_heads"});
+  if (kv_heads == 0) kv_heads = heads;
+  std::int64_t head_dim = config_int(c, {"head_dim"});
+  const std::int64_t hidden = config_int(c, {"hidden_size", "n_embd"});
+  if (head_dim == 0 && heads > 0) head_dim = hidden / heads;
+  if (kv_heads <= 0 || head_dim <= 0)
+    throw Error("a KV-cache reserve needs the model's config (num_attention_heads, num_key_value_heads, "
+                "hidden_size or head_dim); this skeleton has none");
+  DType t = DType::F16;
+  if (dtype)
+    t = *dtype;
+  else if (c.contains("torch_dtype") && c["torch_dtype"].is_string())
+    t = dtype_from_torch_name(c["torch_dtype"].get<std::string>()).value_or(DType::F16);
+  return 2 * kv_heads * head_dim * static_cast<std::int64_t>(kv.context) * static_cast<std::int64_t>(kv.batch) *
+         static_cast<std::int64_t>(dtype_bytes(t, 1));
+}
+
+// Tied tensors live on one device: pinning one side pins the modules that hold the other side too.
+std::vector<Pin> expand_pins(const Skeleton& s, const std::vector<Pin>& pins, std::vector<std::string>& notes) {
+  std::vector<Pin> out = pins;
+  auto covered_by = [&](const std::string& tensor) -> const Pin* {
+    for (const auto& p : out)
+      if (tensor == p.name || (tensor.size() > p.name.size() && tensor.starts_with(p.name) && tensor[p.name.size()] == '.'))
+        return &p;
+    return nullptr;
+  };
+  for (const auto& group : s.tie_groups()) {
+    const Pin* pin = nullptr;
+    for (const auto& t : group)
+      if ((pin = covered_by(t))) break;
+    if (!pin) continue;
+    const Pin anchor = *pin;
+    for (const auto& t : group) {
+      if (const Pin* other = covered_by(t)) {
+        if (other->device != anchor.device)
+          throw Error("pins put tied weights " + group.front() + " and " + t + " on different devices (" +
+                      anchor.device.name() + " and " + other->device.name() + "); tied weights share one tensor");
+        continue;
+      }
+      const int tensor = s.find_tensor(t);
+      const std::string holder = s.modules[static_cast<std::size_t>(s.tensors[static_cast<std::size_t>(tensor)].module)].name;
+      const std::string target = holder.empty() ? t : holder;
+      notes.push_back(target + " follows " + anchor.name + " to " + anchor.device.name() + " (tied weight " + t + ")");
+      out.push_back({target, anchor.device});
+    }
+  }
+  return out;
+}
+
+std::string minimum_assignment_info(const std::vector<std::pair<Device, std::int64_t>>& rows) {
+  std::string s = "Based on the current allocation process, no modules could be assigned to the following devices "
+                  "due to insufficient memory:\n";
+  for (const auto& [d, bytes] : rows) s += "  - " + d.name() + ": " + std::to_string(bytes) + " bytes required\n";
+  s += "These minimum requirements are specific to this allocation attempt and may vary. Consider increasing the "
+       "available memory for these devices to at least the specified minimum, or adjusting the model config.";
+  return s;
+}
+
+}  // namespace
+
+std::optional<Strategy> strategy_from_name(std::string_view name) {
+  for (auto [n, s] : kStrategies)
+    if (n == name) return s;
+  return std::nullopt;
+}
+
+std::string_view strategy_name(Strategy s) {
+  for (auto [n, v] : kStrategies)
+    if (v == s) return n;
+  return "?";
+}
+
+std::optional<Flavor> flavor_from_name(std::string_view name) {
+  if (name == "accelerate") return Flavor::Accelerate;
+  if (name == "transformers") return Flavor::Transformers;
+  return std::nullopt;
+}
+
+std::string_view flavor_name(Flavor f) { return f == Flavor::Accelerate ? "accelerate" : "transformers"; }
+
+bool Plan::fits() const {
+  return std::all_of(devices.begin(), devices.end(), [](const DeviceUsage& u) { return u.shortfall() == 0; });
+}
+
+Plan plan_device_map(const Skeleton& s, const MaxMemory& max_memory, const PlanOptions& opt) {
+  Plan plan;
+  const ModuleSizes sizes = compute_module_sizes(s, opt.dtype, opt.flavor);
+  const auto& no_split = opt.no_split_classes ? *opt.no_split_classes : s.no_split_module_classes;
+  plan.total_bytes = sizes.total();
+
+  MaxMemory planned = max_memory;
+  if (opt.strategy != Strategy::Sequential)
+    planned = balanced_memory(s, max_memory, sizes, no_split, opt.strategy == Strategy::BalancedLow0);
+  plan.planned_max_memory = planned;
+
+  detail::WalkInput in;
+  in.skeleton = &s;
+  in.sizes = &sizes;
+  in.no_split = no_split;
+  in.offload_buffers = opt.offload_buffers;
+  in.fallback_allocation = opt.fallback_allocation;
+  for (const auto& [d, bytes] : planned.entries())
+    if (!d.is_disk()) in.devices.emplace_back(d, static_cast<std::int64_t>(bytes));
+  in.devices.emplace_back(Device::disk(), std::nullopt);  // always last, never full
+  in.pins = expand_pins(s, opt.pins, plan.notes);
+  if (opt.kv.enabled()) {
+    in.kv_per_layer = kv_bytes_per_layer(s, opt.kv, opt.dtype);
+    plan.kv_per_layer = in.kv_per_layer;
+  }
+
+  const auto result = detail::walk(in);
+
+  std::vector<DeviceMap::Entry> raw(result.assignments.begin(), result.assignments.end());
+  plan.raw_map = DeviceMap(std::move(raw));
+  plan.device_map = plan.raw_map.cleaned();
+
+  bool offloaded_to_cpu_or_disk = false, offloaded_to_disk = false;
+  for (const auto& [_, d] : result.assignments) {
+    offloaded_to_cpu_or_disk = offloaded_to_cpu_or_disk || !d.is_gpu();
+    offloaded_to_disk = offloaded_to_disk || d.is_disk();
+  }
+  const bool has_gpu = !planned.gpus().empty();
+  for (std::size_t i = 0; i < in.devices.size(); ++i) {
+    DeviceUsage u;
+    u.device = in.devices[i].first;
+    if (auto b = max_memory.get(u.device); b && !u.device.is_disk()) u.budget = static_cast<std::int64_t>(*b);
+    u.planned = in.devices[i].second;
+    u.weights = result.weights[i];
+    u.kv_cache = result.kv[i];
+    // The reserve for bringing an offloaded layer in only matters when something is offloaded.
+    const bool needs_reserve = (u.device.is_gpu() && offloaded_to_cpu_or_disk) ||
+                               (u.device.is_cpu() && (has_gpu ? offloaded_to_cpu_or_disk : offloaded_to_disk));
+    if (needs_reserve) u.offload_reserve = result.reserve[i];
+    for (const auto& [name, d] : result.assignments)
+      if (d == u.device) u.modules.push_back(name);
+    plan.devices.push_back(std::move(u));
+  }
+
+  // Accelerate's warning about buffers of offloaded modules that fit no GPU.
+  std::int64_t off_gpu_buffers = 0;
+  for (std::size_t i = 0; i < in.devices.size(); ++i)
+    if (!in.devices[i].first.is_gpu()) off_gpu_buffers += result.buffers[i];
+  if (off_gpu_buffers > 0 && !opt.offload_buffers && has_gpu) {
+    bool fits_a_gpu = false;
+    for (std::size_t i = 0; i < in.devices.size(); ++i)
+      if (in.devices[i].first.is_gpu() && *in.devices[i].second >= off_gpu_buffers + result.used[i]) fits_a_gpu = true;
+    if (!fits_a_gpu)
+      plan.warnings.push_back("Current model requires " + std::to_string(off_gpu_buffers) +
+                              " bytes of buffer for offloaded layers, which seems does not fit any GPU's remaining "
+                              "memory. If you are experiencing a OOM later, please consider using offload_buffers=True.");
+  }
+  if (!result.minimum_assignment.empty()) plan.info.push_back(minimum_assignment_info(result.minimum_assignment));
+  return plan;
+}
+
+}  // namespace devicemap
