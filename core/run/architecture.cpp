@@ -1,0 +1,86 @@
+#include "run/architecture.hpp"
+
+namespace devicemap {
+namespace {
+
+using Shape = std::vector<std::int64_t>;
+
+void add_linear(std::vector<TensorSpec>& out, const std::string& name, std::int64_t out_features,
+                std::int64_t in_features, bool bias) {
+  out.push_back({name + ".weight", {out_features, in_features}, {}});
+  if (bias) out.push_back({name + ".bias", {out_features}, {}});
+}
+
+std::vector<TensorSpec> llama_tensors(const ModelConfig& c) {
+  std::vector<TensorSpec> t;
+  const std::int64_t q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
+  t.push_back({"model.embed_tokens.weight", {c.vocab_size, c.hidden_size}, {}});
+  for (std::int64_t i = 0; i < c.num_layers; ++i) {
+    const std::string b = block_name(c, i);
+    t.push_back({b + ".input_layernorm.weight", {c.hidden_size}, {}});
+    add_linear(t, b + ".self_attn.q_proj", q, c.hidden_size, c.qkv_bias);
+    add_linear(t, b + ".self_attn.k_proj", kv, c.hidden_size, c.qkv_bias);
+    add_linear(t, b + ".self_attn.v_proj", kv, c.hidden_size, c.qkv_bias);
+    add_linear(t, b + ".self_attn.o_proj", c.hidden_size, q, c.out_proj_bias);
+    t.push_back({b + ".post_attention_layernorm.weight", {c.hidden_size}, {}});
+    add_linear(t, b + ".mlp.gate_proj", c.intermediate_size, c.hidden_size, c.mlp_bias);
+    add_linear(t, b + ".mlp.up_proj", c.intermediate_size, c.hidden_size, c.mlp_bias);
+    add_linear(t, b + ".mlp.down_proj", c.hidden_size, c.intermediate_size, c.mlp_bias);
+  }
+  t.push_back({"model.norm.weight", {c.hidden_size}, {}});
+  t.push_back({"lm_head.weight", {c.vocab_size, c.hidden_size},
+               c.tie_word_embeddings ? "model.embed_tokens.weight" : ""});
+  return t;
+}
+
+// GPT-2's Conv1D stores weights as [in, out].
+void add_conv1d(std::vector<TensorSpec>& out, const std::string& name, std::int64_t in, std::int64_t out_features) {
+  out.push_back({name + ".weight", {in, out_features}, {}});
+  out.push_back({name + ".bias", {out_features}, {}});
+}
+
+void add_layer_norm(std::vector<TensorSpec>& out, const std::string& name, std::int64_t size) {
+  out.push_back({name + ".weight", {size}, {}});
+  out.push_back({name + ".bias", {size}, {}});
+}
+
+std::vector<TensorSpec> gpt2_tensors(const ModelConfig& c) {
+  std::vector<TensorSpec> t;
+  const std::int64_t e = c.hidden_size;
+  t.push_back({"transformer.wte.weight", {c.vocab_size, e}, {}});
+  t.push_back({"transformer.wpe.weight", {c.max_position_embeddings, e}, {}});
+  for (std::int64_t i = 0; i < c.num_layers; ++i) {
+    const std::string b = block_name(c, i);
+    add_layer_norm(t, b + ".ln_1", e);
+    add_conv1d(t, b + ".attn.c_attn", e, 3 * e);
+    add_conv1d(t, b + ".attn.c_proj", e, e);
+    add_layer_norm(t, b + ".ln_2", e);
+    add_conv1d(t, b + ".mlp.c_fc", e, c.intermediate_size);
+    add_conv1d(t, b + ".mlp.c_proj", c.intermediate_size, e);
+  }
+  add_layer_norm(t, "transformer.ln_f", e);
+  t.push_back({"lm_head.weight", {c.vocab_size, e}, c.tie_word_embeddings ? "transformer.wte.weight" : ""});
+  return t;
+}
+
+}  // namespace
+
+std::vector<TensorSpec> expected_tensors(const ModelConfig& config) {
+  switch (config.architecture) {
+    case Architecture::Llama: return llama_tensors(config);
+    case Architecture::Gpt2: return gpt2_tensors(config);
+  }
+  return {};
+}
+
+std::string block_name(const ModelConfig& config, std::int64_t index) {
+  return (config.architecture == Architecture::Gpt2 ? "transformer.h." : "model.layers.") + std::to_string(index);
+}
+
+std::string alternative_checkpoint_name(const ModelConfig& config, const std::string& name) {
+  const std::string prefix = "transformer.";
+  if (config.architecture == Architecture::Gpt2 && name.rfind(prefix, 0) == 0) return name.substr(prefix.size());
+  return {};
+}
+
+}  // namespace devicemap

@@ -1,0 +1,29 @@
+#pragma once
+// Architectures as data: the tensors each model family needs, with the shapes its config.json implies,
+// named as in the module tree (the names device maps use). Adding a family is adding a table here and
+// its forward pass.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "run/model_config.hpp"
+
+namespace devicemap {
+
+struct TensorSpec {
+  std::string name;                  // module-tree name, e.g. "model.layers.0.self_attn.q_proj.weight"
+  std::vector<std::int64_t> shape;   // as stored in the checkpoint
+  std::string tied_to;               // non-empty: shares that tensor's weights and is not loaded itself
+};
+
+// Every parameter the forward pass reads, in execution order (embeddings, blocks, final norm, head).
+std::vector<TensorSpec> expected_tensors(const ModelConfig& config);
+
+// "model.layers.3" / "transformer.h.3": the module of block `index`.
+std::string block_name(const ModelConfig& config, std::int64_t index);
+
+// The name a checkpoint may use instead of a module-tree name: GPT-2 checkpoints saved from GPT2Model
+// leave out the "transformer." prefix. Empty when there is no alternative.
+std::string alternative_checkpoint_name(const ModelConfig& config, const std::string& name);
+
+}  // namespace devicemap

@@ -1,0 +1,140 @@
+// The Llama family's forward pass (Llama 2/3, Mistral, Qwen2, TinyLlama, SmolLM), following transformers'
+// modeling_llama: RMSNorm → attention with rotary embeddings → residual, RMSNorm → SwiGLU MLP →
+// residual. Each part runs on the device that executes its weights; the hidden state follows it.
+#include <cmath>
+#include <numbers>
+#include <vector>
+
+#include "run/architecture.hpp"
+#include "run/attention.hpp"
+#include "run/kv_cache.hpp"
+#include "run/model_config.hpp"
+#include "run/transformer.hpp"
+#include "run/weights.hpp"
+
+namespace devicemap {
+namespace {
+
+// transformers' LlamaRMSNorm: normalise in float32, cast back, then scale.
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  const at::Tensor f = x.to(at::kFloat);
+  const at::Tensor normed = f.mul(at::rsqrt(f.pow(2).mean(-1, true).add(eps)));
+  return weight.mul(normed.to(x.scalar_type()));
+}
+
+at::Tensor rotate_half(const at::Tensor& x) {
+  const std::int64_t half = x.size(-1) / 2;
+  return at::cat({x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)}, -1);
+}
+
+// Inverse frequencies as transformers computes them (float32), with rope_scaling applied.
+at::Tensor inverse_frequencies(const ModelConfig& c) {
+  const at::Tensor exponents = at::arange(0, c.head_dim, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat).div(double(c.head_dim));
+  at::Tensor inv = at::pow(c.rope_theta, exponents).reciprocal();
+  const RopeScaling& s = c.rope_scaling;
+  if (s.kind == RopeScaling::Kind::Linear) return inv.div(s.factor);
+  if (s.kind != RopeScaling::Kind::Llama3) return inv;
+  // Llama 3.1's _compute_llama3_parameters: long wavelengths slow down by `factor`, short ones stay,
+  // the band between is interpolated.
+  const double old_context = double(s.original_max_position_embeddings);
+  const double low_freq_wavelen = old_context / s.low_freq_factor;
+  const double high_freq_wavelen = old_context / s.high_freq_factor;
+  const at::Tensor wavelen = inv.reciprocal().mul(2 * std::numbers::pi);
+  at::Tensor scaled = at::where(wavelen.gt(low_freq_wavelen), inv.div(s.factor), inv);
+  const at::Tensor smooth = wavelen.reciprocal().mul(old_context).sub(s.low_freq_factor).div(s.high_freq_factor - s.low_freq_factor);
+  const at::Tensor smoothed = smooth.neg().add(1).mul(scaled).div(s.factor).add(smooth.mul(scaled));
+  const at::Tensor medium = wavelen.lt(high_freq_wavelen).logical_not().logical_and(wavelen.gt(low_freq_wavelen).logical_not());
+  return at::where(medium, smoothed, scaled);
+}
+
+class Llama final : public Transformer {
+ public:
+  Llama(const ModelConfig& config, const Weights& weights)
+      : c_(config), w_(weights), inv_freq_(inverse_frequencies(config)), scale_(1.0 / std::sqrt(double(config.head_dim))) {}
+
+  at::Tensor forward(const at::Tensor& ids, KvCache* cache, bool all_positions) override {
+    const std::int64_t past = cache ? cache->length() : 0, n = ids.size(0);
+    const auto embed_device = w_.execution_device("model.embed_tokens.weight");
+    at::Tensor h = at::embedding(w_.fetch("model.embed_tokens.weight", embed_device), ids.to(embed_device));
+    Rotary rotary(inv_freq_, past, n);
+    for (std::int64_t i = 0; i < c_.num_layers; ++i) h = block(i, h, cache, past, rotary);
+    if (cache) cache->commit(n);
+    if (!all_positions) h = h.narrow(0, n - 1, 1);
+    const auto norm_device = w_.execution_device("model.norm.weight");
+    h = rms_norm(move(h, norm_device), w_.fetch("model.norm.weight", norm_device), c_.norm_eps);
+    const auto head_device = w_.execution_device("lm_head.weight");
+    return at::linear(move(h, head_device), w_.fetch("lm_head.weight", head_device)).to(at::kCPU, at::kFloat);
+  }
+
+ private:
+  // cos/sin of the new positions ([new, head_dim], float32 like transformers), per device and dtype.
+  class Rotary {
+   public:
+    Rotary(const at::Tensor& inv_freq, std::int64_t past, std::int64_t n) {
+      const at::Tensor positions = at::arange(past, past + n, at::TensorOptions().dtype(at::kLong)).to(at::kFloat);
+      const at::Tensor freqs = at::outer(positions, inv_freq);
+      const at::Tensor emb = at::cat({freqs, freqs}, -1);
+      cos_ = emb.cos();
+      sin_ = emb.sin();
+    }
+    std::pair<at::Tensor, at::Tensor> on(const c10::Device& device, at::ScalarType dtype) {
+      for (const auto& e : cached_)
+        if (e.cos.device() == device && e.cos.scalar_type() == dtype) return {e.cos, e.sin};
+      cached_.push_back({cos_.to(device, dtype), sin_.to(device, dtype)});
+      return {cached_.back().cos, cached_.back().sin};
+    }
+
+   private:
+    struct Entry {
+      at::Tensor cos, sin;
+    };
+    at::Tensor cos_, sin_;
+    std::vector<Entry> cached_;
+  };
+
+  at::Tensor move(const at::Tensor& h, const c10::Device& device) const {
+    return h.to(device, w_.policy().compute_dtype(device));
+  }
+
+  at::Tensor linear(const std::string& name, const at::Tensor& x, const c10::Device& device) const {
+    return at::linear(x, w_.fetch(name + ".weight", device), w_.fetch_if_present(name + ".bias", device));
+  }
+
+  at::Tensor block(std::int64_t index, at::Tensor h, KvCache* cache, std::int64_t past, Rotary& rotary) const {
+    const std::string b = block_name(c_, index);
+    const std::int64_t n = h.size(0);
+
+    // Attention runs where its projections execute; the cache of this block lives there too.
+    const auto device = w_.execution_device(b + ".self_attn.q_proj.weight");
+    h = move(h, device);
+    const at::Tensor x = rms_norm(h, w_.fetch(b + ".input_layernorm.weight", device), c_.norm_eps);
+    at::Tensor q = linear(b + ".self_attn.q_proj", x, device).view({n, c_.num_heads, c_.head_dim}).transpose(0, 1);
+    at::Tensor k = linear(b + ".self_attn.k_proj", x, device).view({n, c_.num_kv_heads, c_.head_dim}).transpose(0, 1);
+    at::Tensor v = linear(b + ".self_attn.v_proj", x, device).view({n, c_.num_kv_heads, c_.head_dim}).transpose(0, 1);
+    const auto [cos, sin] = rotary.on(device, h.scalar_type());
+    q = q.mul(cos).add(rotate_half(q).mul(sin));
+    k = k.mul(cos).add(rotate_half(k).mul(sin));
+    if (cache) std::tie(k, v) = cache->append(index, k, v);
+    const at::Tensor attended = attention(q, k, v, past, scale_, c_.sliding_window);
+    h = h.add(linear(b + ".self_attn.o_proj", attended, device));
+
+    const auto mlp_device = w_.execution_device(b + ".mlp.gate_proj.weight");
+    h = move(h, mlp_device);
+    const at::Tensor y = rms_norm(h, w_.fetch(b + ".post_attention_layernorm.weight", mlp_device), c_.norm_eps);
+    const at::Tensor gated = at::silu(linear(b + ".mlp.gate_proj", y, mlp_device)).mul(linear(b + ".mlp.up_proj", y, mlp_device));
+    return h.add(linear(b + ".mlp.down_proj", gated, mlp_device));
+  }
+
+  const ModelConfig& c_;
+  const Weights& w_;
+  at::Tensor inv_freq_;
+  double scale_;
+};
+
+}  // namespace
+
+std::unique_ptr<Transformer> make_llama(const ModelConfig& config, const Weights& weights) {
+  return std::make_unique<Llama>(config, weights);
+}
+
+}  // namespace devicemap

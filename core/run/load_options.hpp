@@ -1,0 +1,49 @@
+#pragma once
+// How to load a model by a device map, and what loading did. Torch-free: the GUI and the CLI include it.
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "plan/dtype.hpp"
+#include "plan/error.hpp"
+
+namespace devicemap {
+
+struct LoadProgress {
+  std::size_t tensors_done = 0;
+  std::size_t tensors_total = 0;
+  std::uint64_t bytes_done = 0;
+  std::uint64_t bytes_total = 0;
+  std::string_view tensor;  // the tensor being loaded
+};
+
+struct LoadOptions {
+  // Compute dtype. Default: config.json's torch_dtype, else the checkpoint's own. On the CPU, float16
+  // runs as float32 (LibTorch has no float16 CPU kernels); bfloat16 and float32 run as they are.
+  std::optional<DType> dtype;
+  // Called before each tensor; return false to cancel (load then throws LoadCancelled).
+  std::function<bool(const LoadProgress&)> on_progress;
+};
+
+struct LoadCancelled : Error {
+  LoadCancelled() : Error("loading was cancelled") {}
+};
+
+struct LoadReport {
+  double seconds = 0;
+  DType requested_dtype = DType::F32;  // what the options or config.json asked for
+  DType cpu_dtype = DType::F32;        // what runs on the CPU
+  DType gpu_dtype = DType::F32;        // what runs on GPUs (when the map uses any)
+  std::string main_device = "cpu";     // executes the blocks mapped to "cpu" and "disk": "cpu", "cuda:0"
+  std::size_t tensors = 0;             // loaded (tied ones counted once)
+  std::size_t tied = 0;                // names that share another tensor's weights
+  std::map<std::string, std::uint64_t> bytes_by_device;  // by placement: "0", "cpu", "disk"
+  std::uint64_t aliased_bytes = 0;     // served straight from the checkpoint's mapping (zero copy)
+  std::vector<std::string> notes;      // choices made for the user, one sentence each
+};
+
+}  // namespace devicemap

@@ -1,0 +1,122 @@
+#include "run/model.hpp"
+
+#include <chrono>
+#include <mutex>
+#include <thread>
+
+#include "plan/checkpoint.hpp"
+#include "plan/device_map.hpp"
+#include "run/kv_cache.hpp"
+#include "run/loader.hpp"
+#include "run/transformer.hpp"
+
+namespace devicemap {
+namespace {
+
+// LibTorch's default may be lower than the cores this machine has; set it once per process.
+void use_all_cores() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    const unsigned cores = std::thread::hardware_concurrency();
+    if (cores > 0) at::set_num_threads(static_cast<int>(cores));
+  });
+}
+
+}  // namespace
+
+struct Model::Impl {
+  ModelConfig config;
+  GenerationOptions generation;
+  LoadReport report;
+  std::unique_ptr<Weights> weights;
+  std::unique_ptr<Transformer> transformer;
+  std::unique_ptr<KvCache> cache;
+
+  at::Tensor ids_tensor(std::span<const std::int64_t> ids, std::int64_t past) const {
+    if (ids.empty()) throw Error("no tokens to run");
+    for (const auto id : ids)
+      if (id < 0 || id >= config.vocab_size)
+        throw Error("token id " + std::to_string(id) + " is outside the vocabulary (vocab_size " +
+                    std::to_string(config.vocab_size) + ")");
+    const auto total = past + static_cast<std::int64_t>(ids.size());
+    if (total > config.max_position_embeddings)
+      throw Error("the sequence would have " + std::to_string(total) + " tokens, more than max_position_embeddings " +
+                  std::to_string(config.max_position_embeddings) + " in config.json");
+    return at::tensor(at::ArrayRef<std::int64_t>(ids.data(), ids.size()), at::TensorOptions().dtype(at::kLong));
+  }
+
+  static Logits to_logits(const at::Tensor& t) {
+    Logits l;
+    const at::Tensor c = t.contiguous();
+    l.positions = c.size(0);
+    l.vocab = c.size(1);
+    l.values.assign(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+    return l;
+  }
+};
+
+Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Model::Model(Model&&) noexcept = default;
+Model& Model::operator=(Model&&) noexcept = default;
+Model::~Model() = default;
+
+Model Model::load(const Checkpoint& checkpoint, const DeviceMap& map, const LoadOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  use_all_cores();
+  c10::InferenceMode inference;
+  auto impl = std::make_unique<Impl>();
+  const auto config_path = checkpoint.dir() / "config.json";
+  if (checkpoint.config().empty())
+    throw Error(config_path.string() + " is missing or empty; the runtime needs it to know the architecture");
+  impl->config = ModelConfig::from_json(checkpoint.config(), config_path.string());
+  impl->generation = devicemap::generation_defaults(checkpoint.generation_config(), checkpoint.config(),
+                                                    (checkpoint.dir() / "generation_config.json").string());
+  try {
+    impl->weights = load_weights(checkpoint, impl->config, map, options, impl->report);
+  } catch (const c10::Error& e) {  // out of device memory, mostly
+    throw Error(checkpoint.dir().string() + ": loading failed: " + e.what_without_backtrace());
+  }
+  switch (impl->config.architecture) {
+    case Architecture::Llama: impl->transformer = make_llama(impl->config, *impl->weights); break;
+    case Architecture::Gpt2: impl->transformer = make_gpt2(impl->config, *impl->weights); break;
+  }
+  impl->cache = std::make_unique<KvCache>(impl->config.num_layers, impl->config.max_position_embeddings);
+  impl->report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return Model(std::move(impl));
+}
+
+Model Model::load(const std::filesystem::path& model_folder, const DeviceMap& map, const LoadOptions& options) {
+  return load(Checkpoint::open(model_folder), map, options);
+}
+
+const ModelConfig& Model::config() const { return impl_->config; }
+const LoadReport& Model::load_report() const { return impl_->report; }
+const GenerationOptions& Model::generation_defaults() const { return impl_->generation; }
+std::int64_t Model::cached_tokens() const { return impl_->cache->length(); }
+void Model::reset() { impl_->cache->clear(); }
+
+Logits Model::forward(std::span<const std::int64_t> ids, bool all_positions) {
+  c10::InferenceMode inference;
+  const at::Tensor t = impl_->ids_tensor(ids, impl_->cache->length());
+  try {
+    return Impl::to_logits(impl_->transformer->forward(t, impl_->cache.get(), all_positions));
+  } catch (const c10::Error& e) {
+    impl_->cache->clear();
+    throw Error(std::string("the forward pass failed: ") + e.what_without_backtrace());
+  } catch (...) {
+    impl_->cache->clear();
+    throw;
+  }
+}
+
+Logits Model::evaluate(std::span<const std::int64_t> ids) {
+  c10::InferenceMode inference;
+  const at::Tensor t = impl_->ids_tensor(ids, 0);
+  try {
+    return Impl::to_logits(impl_->transformer->forward(t, nullptr, true));
+  } catch (const c10::Error& e) {
+    throw Error(std::string("the forward pass failed: ") + e.what_without_backtrace());
+  }
+}
+
+}  // namespace devicemap

@@ -1,0 +1,69 @@
+#pragma once
+// A model loaded by a device map, ready to run: the running layer's public face (torch-free, so the GUI
+// and the CLI include it without LibTorch's headers). load() is Accelerate's
+// load_checkpoint_and_dispatch; forward() runs tokens through every block on its device, keeping a KV
+// cache so that a generation step only runs its new token.
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "run/generation_options.hpp"
+#include "run/load_options.hpp"
+#include "run/model_config.hpp"
+
+namespace devicemap {
+
+class Checkpoint;
+class DeviceMap;
+
+// Scores over the vocabulary for some positions, float32, row-major [positions × vocab].
+struct Logits {
+  std::int64_t positions = 0;
+  std::int64_t vocab = 0;
+  std::vector<float> values;
+
+  std::span<float> row(std::int64_t position) {
+    return std::span<float>(values).subspan(static_cast<std::size_t>(position * vocab), static_cast<std::size_t>(vocab));
+  }
+  std::span<const float> row(std::int64_t position) const {
+    return std::span<const float>(values).subspan(static_cast<std::size_t>(position * vocab), static_cast<std::size_t>(vocab));
+  }
+};
+
+class Model {
+ public:
+  // Reads config.json and generation_config.json and loads every weight by `map` (see loader.hpp for
+  // what goes where). Throws devicemap::Error naming the file, key or tensor; LoadCancelled when
+  // options.on_progress returns false. The checkpoint may be closed afterwards: tensors that alias its
+  // files keep their mappings alive.
+  static Model load(const Checkpoint& checkpoint, const DeviceMap& map, const LoadOptions& options = {});
+  static Model load(const std::filesystem::path& model_folder, const DeviceMap& map, const LoadOptions& options = {});
+
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+  ~Model();
+
+  const ModelConfig& config() const;
+  const LoadReport& load_report() const;
+  // generation_config.json's settings (stop ids falling back to config.json's eos_token_id).
+  const GenerationOptions& generation_defaults() const;
+
+  // Runs `ids` after the cached tokens and caches them. Returns the logits of the last new position, or
+  // of every new one. Throws devicemap::Error for an empty `ids`, an id outside the vocabulary, or a
+  // sequence longer than max_position_embeddings; the cache is cleared when a forward fails.
+  Logits forward(std::span<const std::int64_t> ids, bool all_positions = false);
+  // Runs `ids` as a whole sequence without the cache (which stays as it is); logits of every position.
+  Logits evaluate(std::span<const std::int64_t> ids);
+
+  std::int64_t cached_tokens() const;
+  void reset();  // forget the cached tokens
+
+ private:
+  struct Impl;
+  explicit Model(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace devicemap

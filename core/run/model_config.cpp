@@ -1,0 +1,257 @@
+#include "run/model_config.hpp"
+
+#include <cmath>
+#include <limits>
+
+#include <nlohmann/json.hpp>
+
+#include "plan/error.hpp"
+
+namespace devicemap {
+namespace {
+
+// Reads typed keys of one JSON object, naming the file and the key in every error.
+class ConfigReader {
+ public:
+  ConfigReader(const nlohmann::json& j, std::string_view source) : j_(j), source_(source) {}
+
+  bool has(const char* key) const { return j_.contains(key) && !j_.at(key).is_null(); }
+
+  std::int64_t positive_int(const char* key) const {
+    if (!has(key)) fail(key, "is missing");
+    return positive_int_value(key, j_.at(key));
+  }
+  std::int64_t positive_int(const char* key, std::int64_t fallback) const {
+    return has(key) ? positive_int(key) : fallback;
+  }
+  std::optional<std::int64_t> optional_positive_int(const char* key) const {
+    if (!has(key)) return std::nullopt;
+    return positive_int(key);
+  }
+
+  double positive_number(const char* key, double fallback) const {
+    if (!has(key)) return fallback;
+    const auto& v = j_.at(key);
+    if (!v.is_number() || !(v.get<double>() > 0) || !std::isfinite(v.get<double>()))
+      fail(key, "must be a positive number, got " + v.dump());
+    return v.get<double>();
+  }
+
+  bool boolean(const char* key, bool fallback) const {
+    if (!has(key)) return fallback;
+    const auto& v = j_.at(key);
+    if (!v.is_boolean()) fail(key, "must be true or false, got " + v.dump());
+    return v.get<bool>();
+  }
+
+  std::string string(const char* key, std::string fallback) const {
+    if (!has(key)) return fallback;
+    const auto& v = j_.at(key);
+    if (!v.is_string()) fail(key, "must be a string, got " + v.dump());
+    return v.get<std::string>();
+  }
+
+  // An integer or a list of integers (eos_token_id); empty when absent.
+  std::vector<std::int64_t> int_list(const char* key) const {
+    std::vector<std::int64_t> out;
+    if (!has(key)) return out;
+    const auto& v = j_.at(key);
+    if (v.is_array()) {
+      for (const auto& e : v) out.push_back(non_negative_int_value(key, e));
+    } else {
+      out.push_back(non_negative_int_value(key, v));
+    }
+    return out;
+  }
+
+  [[noreturn]] void fail(const char* key, const std::string& what) const {
+    throw Error(std::string(source_) + ": key '" + key + "' " + what);
+  }
+
+ private:
+  std::int64_t non_negative_int_value(const char* key, const nlohmann::json& v) const {
+    if (v.is_number_unsigned() && v.get<std::uint64_t>() <= std::uint64_t(std::numeric_limits<std::int64_t>::max()))
+      return static_cast<std::int64_t>(v.get<std::uint64_t>());
+    if (v.is_number_integer() && v.get<std::int64_t>() >= 0) return v.get<std::int64_t>();
+    fail(key, "must be a non-negative integer (or a list of them), got " + v.dump());
+  }
+  std::int64_t positive_int_value(const char* key, const nlohmann::json& v) const {
+    // Some exporters write whole numbers as 4096.0; accept those, nothing fractional.
+    if (v.is_number_float()) {
+      const double d = v.get<double>();
+      if (d >= 1 && d < 9.0e15 && std::floor(d) == d) return static_cast<std::int64_t>(d);
+    } else if (v.is_number_integer() || v.is_number_unsigned()) {
+      const std::int64_t i = non_negative_int_value(key, v);
+      if (i > 0) return i;
+    }
+    fail(key, "must be a positive integer, got " + v.dump());
+  }
+
+  const nlohmann::json& j_;
+  std::string_view source_;
+};
+
+RopeScaling read_rope_scaling(const nlohmann::json& config, std::string_view source,
+                              std::int64_t max_positions) {
+  RopeScaling r;
+  if (!config.contains("rope_scaling") || config.at("rope_scaling").is_null()) return r;
+  const auto& j = config.at("rope_scaling");
+  const std::string where = std::string(source) + ": rope_scaling";
+  if (!j.is_object()) throw Error(where + " must be an object or null, got " + j.dump());
+  ConfigReader rr(j, where);
+  // transformers renamed "type" to "rope_type"; both occur in the wild.
+  const std::string type = rr.has("rope_type") ? rr.string("rope_type", "") : rr.string("type", "default");
+  if (type == "default") return r;
+  if (type == "linear") {
+    r.kind = RopeScaling::Kind::Linear;
+    r.factor = rr.positive_number("factor", 1.0);
+    return r;
+  }
+  if (type == "llama3") {
+    r.kind = RopeScaling::Kind::Llama3;
+    if (!rr.has("factor")) rr.fail("factor", "is missing (needed by rope_type llama3)");
+    r.factor = rr.positive_number("factor", 1.0);
+    r.low_freq_factor = rr.positive_number("low_freq_factor", 1.0);
+    r.high_freq_factor = rr.positive_number("high_freq_factor", 4.0);
+    r.original_max_position_embeddings = rr.positive_int("original_max_position_embeddings", max_positions);
+    if (r.high_freq_factor <= r.low_freq_factor)
+      throw Error(where + ": high_freq_factor must be greater than low_freq_factor");
+    return r;
+  }
+  throw Error(where + ": rope type '" + type + "' is not supported (supported: default, linear, llama3)");
+}
+
+ModelConfig read_llama(const nlohmann::json& j, std::string_view source, const std::string& model_type) {
+  ConfigReader r(j, source);
+  ModelConfig c;
+  c.architecture = Architecture::Llama;
+  c.model_type = model_type;
+  c.hidden_size = r.positive_int("hidden_size");
+  c.intermediate_size = r.positive_int("intermediate_size");
+  c.num_layers = r.positive_int("num_hidden_layers");
+  c.num_heads = r.positive_int("num_attention_heads");
+  c.num_kv_heads = r.positive_int("num_key_value_heads", c.num_heads);
+  c.vocab_size = r.positive_int("vocab_size");
+  if (r.has("head_dim")) {
+    c.head_dim = r.positive_int("head_dim");
+  } else {
+    if (c.hidden_size % c.num_heads != 0)
+      throw Error(std::string(source) + ": hidden_size " + std::to_string(c.hidden_size) +
+                  " is not divisible by num_attention_heads " + std::to_string(c.num_heads) +
+                  " (and there is no head_dim key)");
+    c.head_dim = c.hidden_size / c.num_heads;
+  }
+  if (c.head_dim % 2 != 0)
+    throw Error(std::string(source) + ": head_dim " + std::to_string(c.head_dim) +
+                " is odd; rotary embeddings need an even head size");
+  if (c.num_heads % c.num_kv_heads != 0)
+    throw Error(std::string(source) + ": num_attention_heads " + std::to_string(c.num_heads) +
+                " is not a multiple of num_key_value_heads " + std::to_string(c.num_kv_heads));
+  const bool qwen2 = model_type == "qwen2";
+  const bool mistral = model_type == "mistral";
+  c.max_position_embeddings =
+      r.positive_int("max_position_embeddings", qwen2 ? 32768 : mistral ? 4096 * 32 : 2048);
+  c.norm_eps = r.positive_number("rms_norm_eps", 1e-6);
+  c.rope_theta = r.positive_number("rope_theta", 10000.0);
+  c.rope_scaling = read_rope_scaling(j, source, c.max_position_embeddings);
+  // LlamaConfig, MistralConfig and Qwen2Config all default to untied embeddings.
+  c.tie_word_embeddings = r.boolean("tie_word_embeddings", false);
+  const bool attention_bias = r.boolean("attention_bias", false);
+  c.qkv_bias = qwen2 || attention_bias;
+  c.out_proj_bias = attention_bias;
+  c.mlp_bias = r.boolean("mlp_bias", false);
+  c.activation = r.string("hidden_act", "silu");
+  if (c.activation != "silu")
+    r.fail("hidden_act", "is '" + c.activation + "'; the Llama family runtime supports 'silu' only");
+  // Qwen2 keeps a sliding_window value but only applies it when use_sliding_window is true.
+  if (mistral || (qwen2 && r.boolean("use_sliding_window", false)))
+    c.sliding_window = r.optional_positive_int("sliding_window");
+  return c;
+}
+
+ModelConfig read_gpt2(const nlohmann::json& j, std::string_view source) {
+  ConfigReader r(j, source);
+  ModelConfig c;
+  c.architecture = Architecture::Gpt2;
+  c.model_type = "gpt2";
+  c.hidden_size = r.positive_int("n_embd");
+  c.num_layers = r.positive_int("n_layer");
+  c.num_heads = r.positive_int("n_head");
+  c.num_kv_heads = c.num_heads;
+  c.vocab_size = r.positive_int("vocab_size");
+  if (c.hidden_size % c.num_heads != 0)
+    throw Error(std::string(source) + ": n_embd " + std::to_string(c.hidden_size) +
+                " is not divisible by n_head " + std::to_string(c.num_heads));
+  c.head_dim = c.hidden_size / c.num_heads;
+  c.intermediate_size = r.positive_int("n_inner", 4 * c.hidden_size);
+  c.max_position_embeddings = r.positive_int("n_positions", 1024);
+  c.norm_eps = r.positive_number("layer_norm_epsilon", 1e-5);
+  c.tie_word_embeddings = r.boolean("tie_word_embeddings", true);
+  c.qkv_bias = c.out_proj_bias = c.mlp_bias = true;
+  c.activation = r.string("activation_function", "gelu_new");
+  if (c.activation != "gelu_new" && c.activation != "gelu" && c.activation != "gelu_pytorch_tanh" &&
+      c.activation != "relu")
+    r.fail("activation_function",
+           "is '" + c.activation + "' (supported: gelu_new, gelu_pytorch_tanh, gelu, relu)");
+  if (r.boolean("reorder_and_upcast_attn", false))
+    r.fail("reorder_and_upcast_attn", "is true, which this runtime does not support");
+  c.scale_attn_by_inverse_layer_idx = r.boolean("scale_attn_by_inverse_layer_idx", false);
+  if (!r.boolean("scale_attn_weights", true))
+    r.fail("scale_attn_weights", "is false, which this runtime does not support");
+  return c;
+}
+
+// model_type, or a guess from "architectures" for configs that leave it out.
+std::string model_type_of(const nlohmann::json& j, std::string_view source) {
+  ConfigReader r(j, source);
+  std::string type = r.string("model_type", "");
+  if (!type.empty()) return type;
+  if (j.contains("architectures") && j.at("architectures").is_array()) {
+    for (const auto& a : j.at("architectures")) {
+      if (!a.is_string()) continue;
+      const std::string name = a.get<std::string>();
+      if (name.rfind("Llama", 0) == 0) return "llama";
+      if (name.rfind("Mistral", 0) == 0) return "mistral";
+      if (name.rfind("Qwen2", 0) == 0) return "qwen2";
+      if (name.rfind("GPT2", 0) == 0) return "gpt2";
+    }
+  }
+  throw Error(std::string(source) + ": key 'model_type' is missing and 'architectures' names no supported model");
+}
+
+}  // namespace
+
+ModelConfig ModelConfig::from_json(const nlohmann::json& config, std::string_view source) {
+  if (!config.is_object()) throw Error(std::string(source) + ": expected a JSON object");
+  const std::string type = model_type_of(config, source);
+  ModelConfig c;
+  if (type == "llama" || type == "mistral" || type == "qwen2")
+    c = read_llama(config, source, type);
+  else if (type == "gpt2")
+    c = read_gpt2(config, source);
+  else
+    throw Error(std::string(source) + ": model_type '" + type +
+                "' is not supported by the runtime (supported: llama, mistral, qwen2, gpt2)");
+  ConfigReader r(config, source);
+  const std::string dtype = r.string("torch_dtype", r.string("dtype", ""));
+  if (!dtype.empty()) {
+    c.torch_dtype = dtype_from_torch_name(dtype);
+    if (!c.torch_dtype) r.fail(config.contains("torch_dtype") ? "torch_dtype" : "dtype", "names an unknown dtype '" + dtype + "'");
+  }
+  if (r.has("bos_token_id")) {
+    const auto ids = r.int_list("bos_token_id");
+    if (ids.size() == 1) c.bos_token_id = ids.front();
+  }
+  c.eos_token_ids = r.int_list("eos_token_id");
+  return c;
+}
+
+std::string_view architecture_name(Architecture a) {
+  switch (a) {
+    case Architecture::Llama: return "llama";
+    case Architecture::Gpt2: return "gpt2";
+  }
+  return "?";
+}
+
+}  // namespace devicemap

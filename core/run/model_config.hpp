@@ -1,0 +1,61 @@
+#pragma once
+// The architecture hyper-parameters the runtime needs, read from config.json. Llama family (llama,
+// mistral, qwen2 and the models that reuse their model_type: TinyLlama, SmolLM, …) and GPT-2.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "plan/dtype.hpp"
+
+namespace devicemap {
+
+enum class Architecture : unsigned char { Llama, Gpt2 };
+
+// HF transformers' rope_scaling: "linear" divides positions by factor; "llama3" rescales the low and
+// medium frequencies (Llama 3.1+).
+struct RopeScaling {
+  enum class Kind : unsigned char { None, Linear, Llama3 };
+  Kind kind = Kind::None;
+  double factor = 1.0;
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+  std::int64_t original_max_position_embeddings = 8192;
+};
+
+struct ModelConfig {
+  Architecture architecture = Architecture::Llama;
+  std::string model_type;  // as config.json spells it
+  std::int64_t hidden_size = 0;
+  std::int64_t intermediate_size = 0;
+  std::int64_t num_layers = 0;
+  std::int64_t num_heads = 0;
+  std::int64_t num_kv_heads = 0;  // == num_heads for GPT-2
+  std::int64_t head_dim = 0;
+  std::int64_t vocab_size = 0;
+  std::int64_t max_position_embeddings = 0;
+  double norm_eps = 1e-6;  // rms_norm_eps (Llama) or layer_norm_epsilon (GPT-2)
+  double rope_theta = 10000.0;
+  RopeScaling rope_scaling;
+  bool tie_word_embeddings = false;
+  bool qkv_bias = false;       // q/k/v projections carry a bias (qwen2, attention_bias)
+  bool out_proj_bias = false;  // o_proj carries a bias (attention_bias)
+  bool mlp_bias = false;
+  std::string activation;  // "silu", "gelu_new", "gelu", "relu"
+  std::optional<std::int64_t> sliding_window;  // Mistral: a key sees at most this many keys back
+  bool scale_attn_by_inverse_layer_idx = false;  // GPT-2 option
+  std::optional<DType> torch_dtype;
+  std::optional<std::int64_t> bos_token_id;
+  std::vector<std::int64_t> eos_token_ids;  // config.json's eos_token_id (int or list)
+
+  // `source` names the file in messages (e.g. the path of config.json). Throws devicemap::Error naming
+  // the file and the key that is missing or wrong.
+  static ModelConfig from_json(const nlohmann::json& config, std::string_view source = "config.json");
+};
+
+std::string_view architecture_name(Architecture);
+
+}  // namespace devicemap

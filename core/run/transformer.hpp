@@ -1,0 +1,27 @@
+#pragma once
+// Internal to the running layer (includes ATen). One forward pass of a decoder-only transformer, whatever
+// the family; the family's file builds it from the loaded weights.
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+
+namespace devicemap {
+
+class KvCache;
+class Weights;
+struct ModelConfig;
+
+class Transformer {
+ public:
+  virtual ~Transformer() = default;
+  // `ids`: int64 CPU [new]. With a cache, the new tokens follow its tokens and are added to it; without
+  // one, they are the whole sequence. Returns float32 CPU logits [new, vocab], or [1, vocab] for the last
+  // position only.
+  virtual at::Tensor forward(const at::Tensor& ids, KvCache* cache, bool all_positions) = 0;
+};
+
+// `weights` must outlive the result.
+std::unique_ptr<Transformer> make_llama(const ModelConfig& config, const Weights& weights);
+std::unique_ptr<Transformer> make_gpt2(const ModelConfig& config, const Weights& weights);
+
+}  // namespace devicemap

@@ -1,0 +1,86 @@
+#include "run/weights.hpp"
+
+#include "plan/error.hpp"
+
+namespace devicemap {
+
+c10::Device ExecutionPolicy::execution_device(const Device& placement) const {
+  if (placement.is_gpu()) return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(placement.index));
+  return main;
+}
+
+void Weights::add(const std::string& name, StoredTensor tensor) {
+  if (contains(name)) throw Error("tensor '" + name + "' is loaded twice");
+  tensors_.emplace(name, std::move(tensor));
+}
+
+void Weights::tie(const std::string& name, const std::string& target) {
+  if (tensors_.find(target) == tensors_.end())
+    throw Error("tensor '" + name + "' is tied to '" + target + "', which is not loaded");
+  ties_.emplace(name, target);
+}
+
+bool Weights::contains(std::string_view name) const {
+  return tensors_.find(name) != tensors_.end() || ties_.find(name) != ties_.end();
+}
+
+const StoredTensor& Weights::stored(std::string_view name) const {
+  if (auto tie = ties_.find(name); tie != ties_.end()) name = tie->second;
+  const auto it = tensors_.find(name);
+  if (it == tensors_.end()) throw Error("tensor '" + std::string(name) + "' is not loaded");
+  return it->second;
+}
+
+at::Tensor Weights::fetch(std::string_view name, const c10::Device& device) const {
+  const at::Tensor& t = stored(name).tensor;
+  const auto dtype = at::isFloatingType(t.scalar_type()) ? policy_.compute_dtype(device) : t.scalar_type();
+  // to() returns the tensor itself when device and dtype already match: resident weights cost nothing.
+  return t.to(device, dtype);
+}
+
+at::Tensor Weights::fetch_if_present(std::string_view name, const c10::Device& device) const {
+  return contains(name) ? fetch(name, device) : at::Tensor();
+}
+
+void Weights::for_each(const std::function<void(const std::string&, const StoredTensor&)>& f) const {
+  for (const auto& [name, t] : tensors_) f(name, t);
+}
+
+std::optional<c10::ScalarType> scalar_type_of(DType dtype) {
+  switch (dtype) {
+    case DType::F64: return c10::kDouble;
+    case DType::F32: return c10::kFloat;
+    case DType::F16: return c10::kHalf;
+    case DType::BF16: return c10::kBFloat16;
+    case DType::I64: return c10::kLong;
+    case DType::I32: return c10::kInt;
+    case DType::I16: return c10::kShort;
+    case DType::I8: return c10::kChar;
+    case DType::U8: return c10::kByte;
+    case DType::Bool: return c10::kBool;
+    case DType::F8_E4M3:
+    case DType::F8_E5M2:
+    case DType::U16:
+    case DType::U32:
+    case DType::U64: return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+DType dtype_of(c10::ScalarType type) {
+  switch (type) {
+    case c10::kDouble: return DType::F64;
+    case c10::kFloat: return DType::F32;
+    case c10::kHalf: return DType::F16;
+    case c10::kBFloat16: return DType::BF16;
+    case c10::kLong: return DType::I64;
+    case c10::kInt: return DType::I32;
+    case c10::kShort: return DType::I16;
+    case c10::kChar: return DType::I8;
+    case c10::kByte: return DType::U8;
+    case c10::kBool: return DType::Bool;
+    default: throw Error(std::string("LibTorch dtype ") + c10::toString(type) + " has no checkpoint equivalent");
+  }
+}
+
+}  // namespace devicemap
