@@ -21,7 +21,7 @@ constexpr Command kCommands[] = {
     {"devices", "list the GPUs, CPU RAM and disk of this machine", devices_command},
     {"inspect", "describe a checkpoint: architecture, tensors, sizes, ties", inspect_command},
     {"tokenize", "text to token ids and back", tokenize_command},
-#ifdef DEVICEMAP_HAVE_RUNTIME
+#ifdef DEVICEMAP_HAVE_RUN_COMMANDS
     {"run", "load a model by a device map and generate text", run_command},
     {"make-model", "write a random checkpoint of any size", make_model_command},
 #endif

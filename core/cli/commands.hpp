@@ -9,7 +9,7 @@ int devices_command(Invocation& inv);
 int inspect_command(Invocation& inv);
 int bench_command(Invocation& inv);
 int tokenize_command(Invocation& inv);
-#ifdef DEVICEMAP_HAVE_RUNTIME
+#ifdef DEVICEMAP_HAVE_RUN_COMMANDS
 int run_command(Invocation& inv);
 int make_model_command(Invocation& inv);
 #endif

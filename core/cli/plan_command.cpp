@@ -1,0 +1,91 @@
+// devicemap plan MODEL [planning flags] [-o device_map.json] [--format table|json]
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.hpp"
+#include "cli/plan_flags.hpp"
+#include "plan/error.hpp"
+#include "plan/name_ranges.hpp"
+#include "plan/units.hpp"
+
+namespace devicemap::cli {
+namespace {
+
+const char* const kUsage =
+    "usage: devicemap plan MODEL_DIR|SKELETON.json|catalog:NAME [options]\n"
+    "Plans where every module goes, as Accelerate's infer_auto_device_map would.\n\n";
+
+std::string cell(std::optional<std::int64_t> bytes) { return bytes ? format_size(static_cast<std::uint64_t>(*bytes)) : "unlimited"; }
+
+void print_table(std::ostream& os, const ModelSource& model, const PlanningRequest& req, const Plan& plan) {
+  const auto& o = req.options;
+  os << "model     " << model.description << "  (" << (model.skeleton.model_type.empty() ? "?" : model.skeleton.model_type)
+     << ", " << format_size(static_cast<std::uint64_t>(plan.total_bytes)) << ")\n";
+  os << "machine   " << req.machine.name << (req.machine.simulated ? " (simulated)" : "") << "\n";
+  os << "strategy  " << strategy_name(o.strategy) << ", dtype " << (o.dtype ? std::string(torch_name(*o.dtype)) : "as stored")
+     << " (" << flavor_name(o.flavor) << " accounting)";
+  if (plan.kv_per_layer) os << ", KV cache " << format_size(static_cast<std::uint64_t>(plan.kv_per_layer)) << " per layer";
+  os << "\n\n";
+  os << std::left << std::setw(7) << "device" << std::right << std::setw(12) << "budget" << std::setw(12) << "planned"
+     << std::setw(12) << "reserve" << std::setw(12) << "kv cache" << std::setw(12) << "used" << "  modules\n";
+  for (const auto& u : plan.devices) {
+    if (u.modules.empty() && u.device.is_disk()) continue;
+    os << std::left << std::setw(7) << u.device.name() << std::right << std::setw(12) << cell(u.budget) << std::setw(12)
+       << cell(u.planned) << std::setw(12) << format_size(static_cast<std::uint64_t>(u.offload_reserve)) << std::setw(12)
+       << format_size(static_cast<std::uint64_t>(u.kv_cache)) << std::setw(12) << format_size(static_cast<std::uint64_t>(u.weights))
+       << "  ";
+    const auto ranges = compress_name_ranges(u.modules);
+    for (std::size_t i = 0; i < ranges.size(); ++i) os << (i ? ", " : "") << ranges[i];
+    if (ranges.empty()) os << "-";
+    if (u.shortfall() > 0) os << "   OVER BUDGET by " << format_size(static_cast<std::uint64_t>(u.shortfall()));
+    os << "\n";
+  }
+  os << "\n" << (plan.fits() ? "fits" : "does NOT fit") << "\n";
+  for (const auto& n : plan.notes) os << "note: " << n << "\n";
+  for (const auto& w : model.skeleton.warnings) os << "warning: " << w << "\n";
+  for (const auto& w : plan.warnings) os << "warning: " << w << "\n";
+  for (const auto& i : plan.info) os << "info: " << i << "\n";
+}
+
+}  // namespace
+
+int plan_command(Invocation& inv) {
+  auto options = planning_options();
+  options.insert({"o", "output", "format"});
+  auto flags = planning_flags();
+  flags.insert({"help", "force"});
+  std::vector<std::string> argv;
+  for (const auto& a : inv.args) argv.push_back(a == "-o" ? "--output" : a);
+  const Args args(argv, options, flags);
+  if (args.flag("help")) {
+    inv.out << kUsage << kPlanningHelp
+            << "  -o, --output FILE                        write device_map.json (atomically; --force to replace)\n"
+            << "  --format table|json                      json prints exactly the device_map.json content\n";
+    return 0;
+  }
+  if (args.positionals().size() != 1) throw Error("plan takes one model (a folder, a skeleton .json or catalog:NAME); see --help");
+  const std::string format = args.get("format").value_or("table");
+  if (format != "table" && format != "json") throw Error("--format: '" + format + "' is not table or json");
+
+  const ModelSource model = open_model(args.positionals()[0]);
+  const PlanningRequest req = read_planning_flags(args, model.skeleton);
+  const Plan plan = plan_device_map(model.skeleton, req.max_memory, req.options);
+
+  if (auto out = args.get("output")) {
+    const std::filesystem::path path = *out;
+    if (std::filesystem::exists(path) && !args.flag("force"))
+      throw Error(path.string() + " exists; pass --force to replace it (the old file is never half-written)");
+    plan.device_map.save(path);
+  }
+  if (format == "json")
+    inv.out << plan.device_map.to_json().dump(2) << "\n";
+  else
+    print_table(inv.out, model, req, plan);
+  return 0;
+}
+
+}  // namespace devicemap::cli

@@ -1,0 +1,81 @@
+#include "cli/plan_flags.hpp"
+
+#include <sstream>
+
+#include "plan/error.hpp"
+
+namespace devicemap::cli {
+
+std::set<std::string> planning_options() {
+  return {"max-memory", "strategy", "dtype", "flavor", "no-split", "pin", "context", "batch", "profile", "offload-folder"};
+}
+std::set<std::string> planning_flags() { return {"offload-buffers", "fallback-allocation"}; }
+
+const char* const kPlanningHelp =
+    "  --max-memory 0=20GiB,1=20GiB,cpu=64GiB   budgets (plain digits are bytes); default: free GPU memory\n"
+    "                                           and 80% of available RAM, of this machine or of --profile\n"
+    "  --strategy auto|balanced|balanced_low_0|sequential   (default auto)\n"
+    "  --dtype float16|bfloat16|float32         target dtype (default: as stored)\n"
+    "  --flavor accelerate|transformers         how --dtype counts (default transformers: cast first)\n"
+    "  --no-split A,B                           no-split classes (\"\" = none; default: the model's)\n"
+    "  --offload-buffers, --fallback-allocation as Accelerate's infer_auto_device_map\n"
+    "  --pin NAME=DEVICE                        keep a module on a device (repeatable); the rest is\n"
+    "                                           planned around it; tied partners follow\n"
+    "  --context N --batch B                    reserve KV cache for N tokens x B sequences per layer\n"
+    "  --profile FILE|NAME                      plan for a described machine (resources/profiles/NAME.json)\n";
+
+PlanningRequest read_planning_flags(const Args& args, const Skeleton& model) {
+  PlanningRequest r;
+  if (auto p = args.get("profile")) {
+    std::filesystem::path path = *p;
+    if (!std::filesystem::exists(path) && path.extension().empty()) path = resources_dir() / "profiles" / (*p + ".json");
+    r.machine = load_profile(path);
+  } else {
+    r.machine = detect_machine(args.get("offload-folder").value_or("."));
+  }
+  if (auto mm = args.get("max-memory")) {
+    r.max_memory = MaxMemory::parse(*mm);
+    if (!r.max_memory.has(Device::cpu()))
+      r.max_memory.set(Device::cpu(), default_max_memory(r.machine).get(Device::cpu()).value_or(0));
+  } else {
+    r.max_memory = default_max_memory(r.machine);
+  }
+  auto& o = r.options;
+  if (auto s = args.get("strategy")) {
+    auto v = strategy_from_name(*s);
+    if (!v) throw Error("--strategy: '" + *s + "' is not one of auto, balanced, balanced_low_0, sequential");
+    o.strategy = *v;
+  }
+  if (auto d = args.get("dtype")) {
+    o.dtype = dtype_from_torch_name(*d);
+    if (!o.dtype || !is_floating(*o.dtype)) throw Error("--dtype: '" + *d + "' is not float16, bfloat16 or float32");
+  }
+  if (auto f = args.get("flavor")) {
+    auto v = flavor_from_name(*f);
+    if (!v) throw Error("--flavor: '" + *f + "' is not accelerate or transformers");
+    o.flavor = *v;
+  }
+  if (auto ns = args.get("no-split")) {
+    std::vector<std::string> classes;
+    std::stringstream ss(*ns);
+    for (std::string c; std::getline(ss, c, ',');)
+      if (!c.empty()) classes.push_back(c);
+    o.no_split_classes = classes;
+  }
+  o.offload_buffers = args.flag("offload-buffers");
+  o.fallback_allocation = args.flag("fallback-allocation");
+  for (const auto& pin : args.all("pin")) {
+    const auto eq = pin.rfind('=');
+    if (eq == std::string::npos) throw Error("--pin: '" + pin + "' must be NAME=DEVICE, e.g. model.layers.3=1");
+    auto d = Device::parse(pin.substr(eq + 1));
+    if (!d) throw Error("--pin: '" + pin.substr(eq + 1) + "' is not a device (0, 1, …, cpu, disk)");
+    o.pins.push_back({pin.substr(0, eq), *d});
+  }
+  o.kv.context = args.get_u64("context", 0);
+  o.kv.batch = args.get_u64("batch", 1);
+  if (args.get("batch") && !args.get("context")) throw Error("--batch needs --context (the KV reserve is context × batch)");
+  (void)model;
+  return r;
+}
+
+}  // namespace devicemap::cli

@@ -1,0 +1,29 @@
+#pragma once
+// The planning flags `plan` and `run` share: model, budgets, strategy, dtype, flavour, no-split classes,
+// pins, KV reserve, hardware profile.
+#include <optional>
+#include <set>
+#include <string>
+
+#include "cli/args.hpp"
+#include "plan/machine.hpp"
+#include "plan/model_source.hpp"
+#include "plan/planner.hpp"
+
+namespace devicemap::cli {
+
+std::set<std::string> planning_options();  // options that take a value
+std::set<std::string> planning_flags();    // options that do not
+extern const char* const kPlanningHelp;
+
+struct PlanningRequest {
+  Machine machine;
+  MaxMemory max_memory;
+  PlanOptions options;
+};
+
+// Reads the planning flags for `model`. Budgets: --max-memory, else the profile's or this machine's
+// (GPU free memory, 80% of available RAM, as Accelerate picks them); a missing "cpu" gets 80% of RAM.
+PlanningRequest read_planning_flags(const Args& args, const Skeleton& model);
+
+}  // namespace devicemap::cli

@@ -1,0 +1,199 @@
+#include "plan/machine.hpp"
+
+#include <dlfcn.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "plan/atomic_file.hpp"
+#include "plan/error.hpp"
+#include "plan/units.hpp"
+
+namespace devicemap {
+namespace fs = std::filesystem;
+namespace {
+
+// The few NVML entry points we need, resolved at run time so that nothing links against the driver.
+struct NvmlMemory {
+  unsigned long long total, free, used;
+};
+using NvmlInit = int (*)();
+using NvmlCount = int (*)(unsigned*);
+using NvmlHandle = int (*)(unsigned, void**);
+using NvmlName = int (*)(void*, char*, unsigned);
+using NvmlMem = int (*)(void*, NvmlMemory*);
+
+std::vector<DeviceInfo> nvml_gpus() {
+  std::vector<DeviceInfo> out;
+  void* lib = ::dlopen("libnvidia-ml.so.1", RTLD_LAZY | RTLD_LOCAL);
+  if (!lib) return out;
+  auto init = reinterpret_cast<NvmlInit>(::dlsym(lib, "nvmlInit_v2"));
+  auto shutdown = reinterpret_cast<NvmlInit>(::dlsym(lib, "nvmlShutdown"));
+  auto count = reinterpret_cast<NvmlCount>(::dlsym(lib, "nvmlDeviceGetCount_v2"));
+  auto handle = reinterpret_cast<NvmlHandle>(::dlsym(lib, "nvmlDeviceGetHandleByIndex_v2"));
+  auto name = reinterpret_cast<NvmlName>(::dlsym(lib, "nvmlDeviceGetName"));
+  auto mem = reinterpret_cast<NvmlMem>(::dlsym(lib, "nvmlDeviceGetMemoryInfo"));
+  unsigned n = 0;
+  if (init && count && handle && name && mem && init() == 0) {
+    if (count(&n) == 0)
+      for (unsigned i = 0; i < n; ++i) {
+        void* h = nullptr;
+        char buf[96] = {};
+        NvmlMemory m{};
+        if (handle(i, &h) != 0 || mem(h, &m) != 0) continue;
+        name(h, buf, sizeof buf);
+        out.push_back({Device::gpu(static_cast<int>(i)), buf, m.total, m.free, 0, false});
+      }
+    if (shutdown) shutdown();
+  }
+  ::dlclose(lib);
+  return out;
+}
+
+std::uint64_t meminfo_kib(const std::string& key) {
+  std::ifstream in("/proc/meminfo");
+  std::string k;
+  std::uint64_t v = 0;
+  std::string unit;
+  while (in >> k >> v >> unit)
+    if (k == key + ":") return v;
+  return 0;
+}
+
+std::uint64_t size_field(const nlohmann::json& j, const char* key, std::string_view source) {
+  if (!j.contains(key)) throw Error(std::string(source) + ": \"" + key + "\" is missing");
+  const auto& v = j[key];
+  if (v.is_number_unsigned() || (v.is_number_integer() && v.get<long long>() >= 0)) return v.get<std::uint64_t>();
+  if (v.is_string()) return parse_size(v.get<std::string>());
+  throw Error(std::string(source) + ": \"" + key + "\" = " + v.dump() + " is not a size");
+}
+
+}  // namespace
+
+const DeviceInfo* Machine::find(Device d) const {
+  for (const auto& i : devices)
+    if (i.device == d) return &i;
+  return nullptr;
+}
+
+std::vector<Device> Machine::gpus() const {
+  std::vector<Device> out;
+  for (const auto& i : devices)
+    if (i.device.is_gpu()) out.push_back(i.device);
+  return out;
+}
+
+Machine detect_machine(const fs::path& offload_folder) {
+  Machine m;
+  m.name = "this machine";
+  m.devices = nvml_gpus();
+  const std::uint64_t total = meminfo_kib("MemTotal") * 1024, avail = meminfo_kib("MemAvailable") * 1024;
+  m.devices.push_back({Device::cpu(), "CPU RAM", total, avail, 0, false});
+  fs::path probe = offload_folder;
+  while (!probe.empty() && !fs::exists(probe) && probe.has_parent_path() && probe != probe.parent_path()) probe = probe.parent_path();
+  struct statvfs st {};
+  if (::statvfs(probe.empty() ? "." : probe.c_str(), &st) == 0) {
+    const std::uint64_t free = static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize;
+    const std::uint64_t size = static_cast<std::uint64_t>(st.f_blocks) * st.f_frsize;
+    m.devices.push_back({Device::disk(), "disk (" + fs::absolute(probe).string() + ")", size, free, 0, false});
+  }
+  return m;
+}
+
+Machine machine_from_profile(const nlohmann::json& j, std::string_view source) {
+  const std::string src(source);
+  if (!j.is_object()) throw Error(src + ": a hardware profile must be a JSON object");
+  Machine m;
+  m.simulated = true;
+  m.name = j.value("name", src);
+  m.pcie_gbs = j.value("pcie_gbs", 0.0);
+  int index = 0;
+  if (j.contains("gpus")) {
+    if (!j["gpus"].is_array()) throw Error(src + ": \"gpus\" must be an array");
+    for (const auto& g : j["gpus"]) {
+      const std::string where = src + ": gpus[" + std::to_string(index) + "]";
+      if (!g.is_object()) throw Error(where + " must be an object {name, memory}");
+      const auto bytes = size_field(g, "memory", where);
+      m.devices.push_back({Device::gpu(index++), g.value("name", "GPU"), bytes, bytes, g.value("bandwidth_gbs", 0.0), true});
+    }
+  }
+  if (!j.contains("cpu") || !j["cpu"].is_object()) throw Error(src + ": \"cpu\" {\"memory\": …} is missing");
+  const auto ram = size_field(j["cpu"], "memory", src + ": cpu");
+  m.cpu_gflops = j["cpu"].value("gflops", 0.0);
+  m.devices.push_back({Device::cpu(), j["cpu"].value("name", "CPU RAM"), ram, ram, j["cpu"].value("bandwidth_gbs", 0.0), true});
+  if (j.contains("disk") && j["disk"].is_object()) {
+    const auto free = size_field(j["disk"], "free", src + ": disk");
+    m.devices.push_back({Device::disk(), j["disk"].value("name", "disk"), free, free, j["disk"].value("bandwidth_gbs", 0.0), true});
+  }
+  return m;
+}
+
+Machine load_profile(const fs::path& path) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_text_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path.string() + ": not valid JSON (" + e.what() + ")");
+  }
+  return machine_from_profile(j, path.string());
+}
+
+nlohmann::json profile_to_json(const Machine& m) {
+  nlohmann::json j;
+  j["name"] = m.name;
+  j["gpus"] = nlohmann::json::array();
+  for (const auto& d : m.devices) {
+    nlohmann::json e{{"name", d.name}, {"bandwidth_gbs", d.bandwidth_gbs}};
+    if (d.device.is_gpu()) {
+      e["memory"] = d.total;
+      j["gpus"].push_back(e);
+    } else if (d.device.is_cpu()) {
+      e["memory"] = d.total;
+      e["gflops"] = m.cpu_gflops;
+      j["cpu"] = e;
+    } else {
+      e["free"] = d.free;
+      j["disk"] = e;
+    }
+  }
+  j["pcie_gbs"] = m.pcie_gbs;
+  return j;
+}
+
+std::vector<fs::path> bundled_profiles() {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(resources_dir() / "profiles", ec))
+    if (e.path().extension() == ".json") out.push_back(e.path());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+MaxMemory default_max_memory(const Machine& m) {
+  MaxMemory mm;
+  for (const auto& d : m.devices) {
+    if (d.device.is_gpu()) mm.set(d.device, d.free);
+    if (d.device.is_cpu()) mm.set(d.device, static_cast<std::uint64_t>(static_cast<double>(d.free) * 0.8));
+  }
+  return mm;
+}
+
+fs::path resources_dir() {
+  if (const char* env = std::getenv("DEVICEMAP_RESOURCES"); env && *env) return env;
+  // Installed next to the executable's prefix, else the source tree this was built from.
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const fs::path installed = exe.parent_path().parent_path() / "share" / "devicemap-studio";
+    if (fs::exists(installed / "catalog")) return installed;
+  }
+  if (fs::exists(fs::path(DEVICEMAP_INSTALLED_RESOURCES) / "catalog")) return DEVICEMAP_INSTALLED_RESOURCES;
+  return DEVICEMAP_SOURCE_RESOURCES;
+}
+
+}  // namespace devicemap
