@@ -2,13 +2,13 @@
 // modeling_llama: RMSNorm → attention with rotary embeddings → residual, RMSNorm → SwiGLU MLP →
 // residual. Each part runs on the device that executes its weights; the hidden state follows it.
 #include <cmath>
-#include <numbers>
 #include <vector>
 
 #include "run/architecture.hpp"
 #include "run/attention.hpp"
 #include "run/kv_cache.hpp"
 #include "run/model_config.hpp"
+#include "run/rope.hpp"
 #include "run/transformer.hpp"
 #include "run/weights.hpp"
 
@@ -22,29 +22,14 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return weight.mul(normed.to(x.scalar_type()));
 }
 
+at::Tensor inverse_frequencies(const ModelConfig& config) {
+  const std::vector<float> inv = rope_inverse_frequencies(config);
+  return at::tensor(at::ArrayRef<float>(inv.data(), inv.size()), at::TensorOptions().dtype(at::kFloat));
+}
+
 at::Tensor rotate_half(const at::Tensor& x) {
   const std::int64_t half = x.size(-1) / 2;
   return at::cat({x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)}, -1);
-}
-
-// Inverse frequencies as transformers computes them (float32), with rope_scaling applied.
-at::Tensor inverse_frequencies(const ModelConfig& c) {
-  const at::Tensor exponents = at::arange(0, c.head_dim, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat).div(double(c.head_dim));
-  at::Tensor inv = at::pow(c.rope_theta, exponents).reciprocal();
-  const RopeScaling& s = c.rope_scaling;
-  if (s.kind == RopeScaling::Kind::Linear) return inv.div(s.factor);
-  if (s.kind != RopeScaling::Kind::Llama3) return inv;
-  // Llama 3.1's _compute_llama3_parameters: long wavelengths slow down by `factor`, short ones stay,
-  // the band between is interpolated.
-  const double old_context = double(s.original_max_position_embeddings);
-  const double low_freq_wavelen = old_context / s.low_freq_factor;
-  const double high_freq_wavelen = old_context / s.high_freq_factor;
-  const at::Tensor wavelen = inv.reciprocal().mul(2 * std::numbers::pi);
-  at::Tensor scaled = at::where(wavelen.gt(low_freq_wavelen), inv.div(s.factor), inv);
-  const at::Tensor smooth = wavelen.reciprocal().mul(old_context).sub(s.low_freq_factor).div(s.high_freq_factor - s.low_freq_factor);
-  const at::Tensor smoothed = smooth.neg().add(1).mul(scaled).div(s.factor).add(smooth.mul(scaled));
-  const at::Tensor medium = wavelen.lt(high_freq_wavelen).logical_not().logical_and(wavelen.gt(low_freq_wavelen).logical_not());
-  return at::where(medium, smoothed, scaled);
 }
 
 class Llama final : public Transformer {

@@ -1,0 +1,237 @@
+// config.json and generation_config.json as the runtime reads them: the demo model, the Llama family's
+// variants, GPT-2, rotary scaling, and one clear error per kind of bad key.
+#include <cmath>
+#include <numbers>
+#include <string>
+
+#include "plan/error.hpp"
+#include "run/generation_options.hpp"
+#include "run/model_config.hpp"
+#include "run/rope.hpp"
+#include "testkit.hpp"
+
+using namespace devicemap;
+using nlohmann::json;
+
+namespace {
+
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return {};
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+json llama_base() {
+  return json{{"model_type", "llama"},       {"hidden_size", 256},          {"intermediate_size", 512},
+              {"num_hidden_layers", 4},      {"num_attention_heads", 8},    {"vocab_size", 1000}};
+}
+
+}  // namespace
+
+class TestRunConfig : public QObject {
+  Q_OBJECT
+
+ private Q_SLOTS:
+  void demoConfig() {
+    const auto c = ModelConfig::from_json(testkit::read_json(testkit::demo_dir() / "config.json"));
+    QCOMPARE(c.architecture, Architecture::Llama);
+    QCOMPARE(c.hidden_size, std::int64_t{64});
+    QCOMPARE(c.intermediate_size, std::int64_t{172});
+    QCOMPARE(c.num_layers, std::int64_t{5});
+    QCOMPARE(c.num_heads, std::int64_t{8});
+    QCOMPARE(c.num_kv_heads, std::int64_t{4});
+    QCOMPARE(c.head_dim, std::int64_t{8});
+    QCOMPARE(c.vocab_size, std::int64_t{512});
+    QCOMPARE(c.max_position_embeddings, std::int64_t{512});
+    QCOMPARE(c.norm_eps, 1e-5);
+    QCOMPARE(c.rope_theta, 10000.0);
+    QVERIFY(c.tie_word_embeddings);
+    QVERIFY(!c.qkv_bias && !c.out_proj_bias && !c.mlp_bias);
+    QCOMPARE(c.torch_dtype, std::optional<DType>(DType::F32));
+    QCOMPARE(c.eos_token_ids, std::vector<std::int64_t>{2});
+    QCOMPARE(c.rope_scaling.kind, RopeScaling::Kind::None);
+  }
+
+  void llamaFamilyDefaultsAndVariants() {
+    auto j = llama_base();
+    auto c = ModelConfig::from_json(j);
+    QCOMPARE(c.num_kv_heads, std::int64_t{8});  // defaults to the head count
+    QCOMPARE(c.head_dim, std::int64_t{32});
+    QVERIFY(!c.tie_word_embeddings);            // LlamaConfig's default
+    QCOMPARE(c.norm_eps, 1e-6);
+    QCOMPARE(c.max_position_embeddings, std::int64_t{2048});
+
+    j["head_dim"] = 64;  // explicit head_dim need not be hidden / heads
+    j["attention_bias"] = true;
+    c = ModelConfig::from_json(j);
+    QCOMPARE(c.head_dim, std::int64_t{64});
+    QVERIFY(c.qkv_bias && c.out_proj_bias);
+
+    auto q = llama_base();
+    q["model_type"] = "qwen2";
+    q["sliding_window"] = 4096;  // ignored unless use_sliding_window
+    c = ModelConfig::from_json(q);
+    QVERIFY(c.qkv_bias && !c.out_proj_bias);
+    QVERIFY(!c.sliding_window);
+    QCOMPARE(c.max_position_embeddings, std::int64_t{32768});
+
+    auto m = llama_base();
+    m["model_type"] = "mistral";
+    m["sliding_window"] = 4096;
+    m["torch_dtype"] = "bfloat16";
+    m["eos_token_id"] = json::array({128001, 128009});
+    c = ModelConfig::from_json(m);
+    QCOMPARE(c.sliding_window, std::optional<std::int64_t>(4096));
+    QCOMPARE(c.torch_dtype, std::optional<DType>(DType::BF16));
+    QCOMPARE(c.eos_token_ids, (std::vector<std::int64_t>{128001, 128009}));
+
+    auto a = llama_base();  // no model_type: guessed from architectures
+    a.erase("model_type");
+    a["architectures"] = json::array({"LlamaForCausalLM"});
+    QCOMPARE(ModelConfig::from_json(a).model_type, std::string("llama"));
+  }
+
+  void llama3RopeScaling() {
+    auto j = llama_base();
+    j["hidden_size"] = 4096;
+    j["num_attention_heads"] = 32;
+    j["rope_theta"] = 500000.0;
+    j["rope_scaling"] = {{"rope_type", "llama3"},
+                         {"factor", 8.0},
+                         {"low_freq_factor", 1.0},
+                         {"high_freq_factor", 4.0},
+                         {"original_max_position_embeddings", 8192}};
+    const auto c = ModelConfig::from_json(j);
+    QCOMPARE(c.rope_scaling.kind, RopeScaling::Kind::Llama3);
+    QCOMPARE(c.rope_scaling.factor, 8.0);
+    QCOMPARE(c.rope_scaling.original_max_position_embeddings, std::int64_t{8192});
+
+    auto plain = c;
+    plain.rope_scaling = {};
+    const auto scaled = rope_inverse_frequencies(c), base = rope_inverse_frequencies(plain);
+    QCOMPARE(scaled.size(), std::size_t{64});
+    QCOMPARE(base[0], 1.0f);
+    QVERIFY(std::abs(base[1] - float(1 / std::pow(500000.0, 2.0 / 128))) < 1e-9f);
+    int kept = 0, slowed = 0, between = 0;
+    for (std::size_t i = 0; i < base.size(); ++i) {
+      const double wavelen = 2 * std::numbers::pi / base[i];
+      if (wavelen < 8192.0 / 4) {  // short wavelengths stay
+        QCOMPARE(scaled[i], base[i]);
+        ++kept;
+      } else if (wavelen > 8192.0) {  // long ones are slowed down by the factor
+        QVERIFY(std::abs(scaled[i] - base[i] / 8) <= 1e-6f * base[i]);
+        ++slowed;
+      } else {  // the band between is interpolated
+        QVERIFY(scaled[i] < base[i] && scaled[i] > base[i] / 8);
+        ++between;
+      }
+    }
+    QVERIFY(kept > 0 && slowed > 0 && between > 0);
+    // A value of the band computed by hand: index 30, wavelength 2π·500000^(60/128) ≈ 3000.
+    const double inv = 1 / std::pow(500000.0, 60.0 / 128), smooth = (8192 * inv / (2 * std::numbers::pi) - 1) / 3;
+    QVERIFY(smooth > 0 && smooth < 1);
+    QVERIFY(std::abs(scaled[30] - ((1 - smooth) * inv / 8 + smooth * inv)) < 1e-6 * inv);
+
+    auto linear = j;
+    linear["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}};
+    const auto lc = ModelConfig::from_json(linear);
+    QCOMPARE(lc.rope_scaling.kind, RopeScaling::Kind::Linear);
+    QCOMPARE(rope_inverse_frequencies(lc)[5], base[5] / 2);
+  }
+
+  void gpt2Config() {
+    const json j{{"model_type", "gpt2"}, {"n_embd", 768}, {"n_layer", 12}, {"n_head", 12}, {"vocab_size", 50257},
+                 {"n_positions", 1024}, {"layer_norm_epsilon", 1e-5}, {"activation_function", "gelu_new"}};
+    const auto c = ModelConfig::from_json(j);
+    QCOMPARE(c.architecture, Architecture::Gpt2);
+    QCOMPARE(c.head_dim, std::int64_t{64});
+    QCOMPARE(c.intermediate_size, std::int64_t{3072});
+    QCOMPARE(c.max_position_embeddings, std::int64_t{1024});
+    QVERIFY(c.tie_word_embeddings);
+    auto bad = j;
+    bad["activation_function"] = "swish";
+    QVERIFY(contains(error_of([&] { ModelConfig::from_json(bad, "gpt2/config.json"); }), "activation_function"));
+  }
+
+  void errorsNameFileAndKey() {
+    auto missing = llama_base();
+    missing.erase("hidden_size");
+    auto e = error_of([&] { ModelConfig::from_json(missing, "m/config.json"); });
+    QVERIFY2(contains(e, "m/config.json") && contains(e, "'hidden_size'") && contains(e, "missing"), e.c_str());
+
+    auto negative = llama_base();
+    negative["num_hidden_layers"] = -3;
+    e = error_of([&] { ModelConfig::from_json(negative); });
+    QVERIFY2(contains(e, "config.json") && contains(e, "num_hidden_layers") && contains(e, "-3"), e.c_str());
+
+    auto text = llama_base();
+    text["vocab_size"] = "big";
+    QVERIFY(contains(error_of([&] { ModelConfig::from_json(text); }), "vocab_size"));
+
+    auto fraction = llama_base();
+    fraction["intermediate_size"] = 511.5;
+    QVERIFY(contains(error_of([&] { ModelConfig::from_json(fraction); }), "intermediate_size"));
+
+    auto whole = llama_base();
+    whole["intermediate_size"] = 512.0;  // whole numbers written as floats are fine
+    QCOMPARE(ModelConfig::from_json(whole).intermediate_size, std::int64_t{512});
+
+    auto groups = llama_base();
+    groups["num_key_value_heads"] = 3;
+    QVERIFY(contains(error_of([&] { ModelConfig::from_json(groups); }), "num_key_value_heads 3"));
+
+    auto indivisible = llama_base();
+    indivisible["num_attention_heads"] = 7;
+    QVERIFY(contains(error_of([&] { ModelConfig::from_json(indivisible); }), "not divisible"));
+
+    auto type = llama_base();
+    type["model_type"] = "mamba";
+    QVERIFY(contains(error_of([&] { ModelConfig::from_json(type); }), "'mamba' is not supported"));
+
+    auto rope = llama_base();
+    rope["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
+    QVERIFY(contains(error_of([&] { ModelConfig::from_json(rope); }), "yarn"));
+    rope["rope_scaling"] = {{"rope_type", "llama3"}};
+    QVERIFY(contains(error_of([&] { ModelConfig::from_json(rope); }), "factor"));
+
+    auto act = llama_base();
+    act["hidden_act"] = "gelu";
+    QVERIFY(contains(error_of([&] { ModelConfig::from_json(act); }), "hidden_act"));
+
+    auto dtype = llama_base();
+    dtype["torch_dtype"] = "float7";
+    QVERIFY(contains(error_of([&] { ModelConfig::from_json(dtype); }), "float7"));
+
+    QVERIFY(contains(error_of([] { ModelConfig::from_json(json::array()); }), "JSON object"));
+  }
+
+  void generationDefaults() {
+    const json config{{"eos_token_id", 2}};
+    auto o = generation_defaults(json::object(), config);
+    QCOMPARE(o.eos_token_ids, std::vector<std::int64_t>{2});
+    QVERIFY(o.sampling.greedy());
+
+    const json g{{"do_sample", true}, {"temperature", 0.6}, {"top_p", 0.9}, {"top_k", 50},
+                 {"eos_token_id", json::array({128001, 128008, 128009})}, {"max_new_tokens", 64}};
+    o = generation_defaults(g, config);
+    QCOMPARE(o.eos_token_ids, (std::vector<std::int64_t>{128001, 128008, 128009}));
+    QVERIFY(!o.sampling.greedy());
+    QCOMPARE(o.sampling.temperature, 0.6);
+    QCOMPARE(o.sampling.top_k, std::int64_t{50});
+    QCOMPARE(o.max_new_tokens, std::int64_t{64});
+
+    QVERIFY(contains(error_of([] { generation_defaults(json{{"top_p", 1.5}}, json::object()); }), "top_p"));
+    QVERIFY(contains(error_of([] { generation_defaults(json{{"eos_token_id", "x"}}, json::object(), "g.json"); }),
+                     "g.json: key 'eos_token_id'"));
+    QVERIFY(contains(error_of([] { generation_defaults(json{{"top_k", 2.5}}, json::object()); }), "top_k"));
+  }
+};
+
+QTEST_MAIN(TestRunConfig)
+#include "test_run_config.moc"
