@@ -48,6 +48,12 @@ class Walker {
       if (!pinned) ties_.push_back(g);
     }
     charged_.assign(s_.modules.size(), 0);
+    layers_below_.assign(s_.modules.size(), 0);
+    for (std::size_t m = s_.modules.size(); m-- > 0;) {  // children come after their parents
+      const auto& sm = s_.modules[m];
+      if (sm.is_layer) layers_below_[m] += 1;
+      if (sm.parent >= 0) layers_below_[static_cast<std::size_t>(sm.parent)] += layers_below_[m];
+    }
   }
 
   WalkResult run();
@@ -83,7 +89,7 @@ class Walker {
                               const std::deque<Item>& items, std::vector<Item>* tied_modules) const;
   std::optional<Item> fallback_allocate(std::int64_t limit);
   void setup_pins();
-  std::int64_t kv_for(Item it, std::size_t dev, std::optional<int>* layer) const;
+  std::int64_t kv_for(Item it, std::size_t dev, std::optional<int>* layer, std::int64_t* layers) const;
 
   const WalkInput& in_;
   const Skeleton& s_;
@@ -94,6 +100,7 @@ class Walker {
   std::optional<std::size_t> exec_gpu_, cpu_;
   std::vector<std::int64_t> msize_;  // module sizes less pinned parts
   std::vector<char> pinned_module_, pinned_tensor_, has_pin_, charged_;
+  std::vector<std::int64_t> layers_below_;  // decoder layers in each module's subtree
   std::deque<Item> queue_;
   std::int64_t max_layer_ = 0;
   std::vector<Item> max_layer_items_;
@@ -204,19 +211,26 @@ std::int64_t Walker::size_with_ties(const std::vector<std::string>& tied_params,
   return total;
 }
 
-std::int64_t Walker::kv_for(Item it, std::size_t dev, std::optional<int>* layer) const {
+std::int64_t Walker::kv_for(Item it, std::size_t dev, std::optional<int>* layer, std::int64_t* layers) const {
   // The KV cache of a decoder layer lives where the layer runs: its own GPU, or the main GPU for a layer
-  // offloaded to CPU or disk, or the CPU on a machine without GPUs.
+  // offloaded to CPU or disk, or the CPU on a machine without GPUs. A module placed whole carries the
+  // KV of every layer inside it; a piece of a split layer carries its layer's, once.
   *layer = std::nullopt;
+  *layers = 0;
   if (in_.kv_per_layer == 0) return 0;
   int m = it.tensor ? s_.tensors[static_cast<std::size_t>(it.id)].module : it.id;
   for (; m >= 0; m = s_.modules[static_cast<std::size_t>(m)].parent)
     if (s_.modules[static_cast<std::size_t>(m)].is_layer) break;
-  if (m < 0 || charged_[static_cast<std::size_t>(m)]) return 0;
-  *layer = m;
+  if (m >= 0) {
+    if (charged_[static_cast<std::size_t>(m)]) return 0;
+    *layer = m;
+    *layers = 1;
+  } else if (!it.tensor) {
+    *layers = layers_below_[static_cast<std::size_t>(it.id)];
+  }
   const Device d = in_.devices[dev].first;
   const bool runs_here = d.is_gpu() || (!exec_gpu_ && d.is_cpu());
-  return runs_here ? in_.kv_per_layer : 0;
+  return runs_here ? *layers * in_.kv_per_layer : 0;
 }
 
 std::optional<Item> Walker::fallback_allocate(std::int64_t limit) {
@@ -300,7 +314,8 @@ WalkResult Walker::run() {
     if (is_main) out_.reserve[current] = max_layer_;
 
     std::optional<int> layer;
-    const std::int64_t kv_here = kv_for(item, current, &layer);
+    std::int64_t kv_layers = 0;
+    const std::int64_t kv_here = kv_for(item, current, &layer, &kv_layers);
     const std::int64_t module_size = size(item) + kv_here;
     const auto tied_params = tied_params_outside(nm);
     std::vector<Item> tied_modules;
@@ -315,15 +330,13 @@ WalkResult Walker::run() {
         if (auto pos = std::find(queue_.begin(), queue_.end(), t); pos != queue_.end()) queue_.erase(pos);
         out_.assignments.emplace_back(name(t), device);
       }
-      if (layer) {
-        charged_[static_cast<std::size_t>(*layer)] = 1;
-        if (kv_here > 0) {
-          out_.kv[current] += kv_here;
-        } else {
-          const std::size_t runs_on = exec_gpu_ ? *exec_gpu_ : cpu_.value_or(current);
-          out_.kv[runs_on] += in_.kv_per_layer;
-          out_.used[runs_on] += in_.kv_per_layer;
-        }
+      if (layer) charged_[static_cast<std::size_t>(*layer)] = 1;
+      if (kv_here > 0) {
+        out_.kv[current] += kv_here;
+      } else if (kv_layers > 0) {
+        const std::size_t runs_on = exec_gpu_ ? *exec_gpu_ : cpu_.value_or(current);
+        out_.kv[runs_on] += kv_layers * in_.kv_per_layer;
+        out_.used[runs_on] += kv_layers * in_.kv_per_layer;
       }
       if (!in_.offload_buffers && !item.tensor) out_.buffers[current] += sz_.module_buffers[static_cast<std::size_t>(item.id)];
       continue;

@@ -174,7 +174,11 @@ Skeleton Skeleton::from_json(const nlohmann::json& j, std::string_view source) {
       for (std::size_t k = 1; k < pair.size(); ++k) {
         const auto alias = pair[k].get<std::string>();
         const bool created = s.find_tensor(alias) < 0;
-        s.tie(pair[0].get<std::string>(), alias);
+        try {
+          s.tie(pair[0].get<std::string>(), alias);
+        } catch (const Error& e) {
+          throw Error(src + ": tied: " + e.what());
+        }
         // A module created for the alias takes the class the skeleton names for it.
         if (created && j.contains("module_classes")) {
           const int m = s.tensors[static_cast<std::size_t>(s.find_tensor(alias))].module;

@@ -1,0 +1,162 @@
+// Skeletons must equal the module tree transformers builds: checked against the demo checkpoint and
+// against the conformance cases' skeletons, which were taken from real models.
+#include "testkit.hpp"
+
+#include "plan/atomic_file.hpp"
+#include "plan/checkpoint.hpp"
+#include "plan/error.hpp"
+#include "plan/model_source.hpp"
+#include "plan/module_sizes.hpp"
+#include "plan/safetensors.hpp"
+
+using namespace devicemap;
+
+class SkeletonTest : public QObject {
+  Q_OBJECT
+ private Q_SLOTS:
+  void demo_checkpoint_tree();
+  void config_skeleton_equals_real_llama2();
+  void config_skeleton_equals_real_qwen2();
+  void json_round_trip();
+  void generic_skeleton_for_unknown_type();
+  void every_catalog_model_builds();
+  void bad_skeleton_json_names_the_key();
+};
+
+void SkeletonTest::demo_checkpoint_tree() {
+  const auto ckpt = Checkpoint::open(testkit::demo_dir());
+  const Skeleton s = skeleton_from_checkpoint(ckpt);
+  QCOMPARE(QString::fromStdString(s.model_type), QString("llama"));
+  // Top-level order and classes.
+  std::vector<std::string> top;
+  for (int c : s.modules[static_cast<std::size_t>(s.find_module("model"))].children) top.push_back(s.modules[static_cast<std::size_t>(c)].name);
+  QCOMPARE(top, (std::vector<std::string>{"model.embed_tokens", "model.layers", "model.norm", "model.rotary_emb"}));
+  QCOMPARE(s.modules[0].children.size(), std::size_t(2));
+  QCOMPARE(QString::fromStdString(s.modules[static_cast<std::size_t>(s.modules[0].children[1])].name), QString("lm_head"));
+  QCOMPARE(QString::fromStdString(s.modules[static_cast<std::size_t>(s.find_module("model.layers.4"))].cls), QString("LlamaDecoderLayer"));
+  QVERIFY(s.modules[static_cast<std::size_t>(s.find_module("model.layers.4"))].is_layer);
+  QCOMPARE(s.no_split_module_classes, std::vector<std::string>{"LlamaDecoderLayer"});
+  // Tied lm_head: absent from the file, created last, sharing the embedding.
+  QVERIFY(!ckpt.find("lm_head.weight"));
+  const int alias = s.find_tensor("lm_head.weight");
+  QVERIFY(alias >= 0);
+  QCOMPARE(s.tensors[static_cast<std::size_t>(alias)].tied_to, s.find_tensor("model.embed_tokens.weight"));
+  QCOMPARE(s.tie_groups(), (std::vector<std::vector<std::string>>{{"lm_head.weight", "model.embed_tokens.weight"}}));
+  // Sizes: every stored byte counted once, plus the rotary buffer (head_dim 8 → 4 floats).
+  const auto inv_freq = s.find_tensor("model.rotary_emb.inv_freq");
+  QVERIFY(inv_freq >= 0);
+  QCOMPARE(s.tensors[static_cast<std::size_t>(inv_freq)].shape, std::vector<std::int64_t>{4});
+  QCOMPARE(std::uint64_t(compute_module_sizes(s).total()), ckpt.total_bytes() + 16);
+  // Layer 0's parameters in registration order.
+  std::vector<std::string> layer0;
+  const auto skeleton_json = s.to_json();
+  for (const auto& p : skeleton_json["params"]) {
+    const auto name = p[0].get<std::string>();
+    if (name.starts_with("model.layers.0.")) layer0.push_back(name.substr(15));
+  }
+  QCOMPARE(layer0, (std::vector<std::string>{"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
+                                              "self_attn.o_proj.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight",
+                                              "mlp.down_proj.weight", "input_layernorm.weight", "post_attention_layernorm.weight"}));
+}
+
+void SkeletonTest::config_skeleton_equals_real_llama2() {
+  const auto spec = testkit::read_json(testkit::data_dir() / "conformance" / "llama2_7b.json");
+  auto config = spec["config"];
+  config["model_type"] = "llama";
+  const auto ours = skeleton_from_config(config).to_json();
+  const auto real = Skeleton::from_json(spec, "llama2_7b").to_json();
+  QCOMPARE(ours["params"].dump(), real["params"].dump());
+  QCOMPARE(ours["buffers"].dump(), real["buffers"].dump());
+  QCOMPARE(ours["modules"].dump(), real["modules"].dump());
+  QCOMPARE(ours["module_classes"].dump(), real["module_classes"].dump());
+  QCOMPARE(ours["no_split_module_classes"].dump(), real["no_split_module_classes"].dump());
+}
+
+void SkeletonTest::config_skeleton_equals_real_qwen2() {
+  const auto spec = testkit::read_json(testkit::data_dir() / "conformance" / "qwen2_0_5b.json");
+  auto config = spec["config"];
+  config["model_type"] = "qwen2";
+  const Skeleton ours = skeleton_from_config(config);
+  const auto real = Skeleton::from_json(spec, "qwen2_0_5b").to_json();
+  QCOMPARE(ours.to_json()["params"].dump(), real["params"].dump());
+  QCOMPARE(ours.to_json()["tied"].dump(), real["tied"].dump());
+  // Classes of every module the case names agree (the case predates act_fn/rotary_emb listing).
+  for (const auto& [name, cls] : real["module_classes"].items()) {
+    const int m = ours.find_module(name);
+    QVERIFY2(m >= 0, name.c_str());
+    QCOMPARE(QString::fromStdString(ours.modules[static_cast<std::size_t>(m)].cls), QString::fromStdString(cls.get<std::string>()));
+  }
+}
+
+void SkeletonTest::json_round_trip() {
+  const Skeleton a = skeleton_from_checkpoint(Checkpoint::open(testkit::demo_dir()));
+  const Skeleton b = Skeleton::from_json(a.to_json(), "round trip");
+  QCOMPARE(b.to_json().dump(), a.to_json().dump());
+  auto with_extra = a.to_json();
+  with_extra["some_future_key"] = {1, 2, 3};
+  QCOMPARE(Skeleton::from_json(with_extra, "extra").to_json().dump(), a.to_json().dump());
+}
+
+void SkeletonTest::generic_skeleton_for_unknown_type() {
+  testkit::TempDir dir;
+  std::vector<float> w(4, 1.0f);
+  std::vector<TensorToWrite> tensors;
+  for (int i : {10, 2, 0, 1}) {
+    tensors.push_back({"net.blocks." + std::to_string(i) + ".proj.weight", DType::F32, {2, 2},
+                       std::as_bytes(std::span<const float>(w))});
+  }
+  tensors.push_back({"net.head.weight", DType::F32, {2, 2}, std::as_bytes(std::span<const float>(w))});
+  write_safetensors(dir / "model.safetensors", tensors);
+  write_file_atomically(dir / "config.json", std::string(R"({"model_type": "mystery"})"));
+  const Skeleton s = skeleton_from_checkpoint(Checkpoint::open(dir.path()));
+  std::vector<std::string> blocks;
+  for (int c : s.modules[static_cast<std::size_t>(s.find_module("net.blocks"))].children)
+    blocks.push_back(s.modules[static_cast<std::size_t>(c)].name);
+  QCOMPARE(blocks, (std::vector<std::string>{"net.blocks.0", "net.blocks.1", "net.blocks.2", "net.blocks.10"}));
+  QVERIFY(s.modules[static_cast<std::size_t>(s.find_module("net.blocks.10"))].is_layer);
+  QCOMPARE(s.no_split_module_classes, std::vector<std::string>{"Block"});
+  QCOMPARE(s.warnings.size(), std::size_t(1));
+  QVERIFY(QString::fromStdString(s.warnings[0]).contains("mystery"));
+}
+
+void SkeletonTest::every_catalog_model_builds() {
+  const auto entries = catalog();
+  QVERIFY(entries.size() >= 9);
+  for (const auto& e : entries) {
+    const Skeleton s = open_model("catalog:" + e.id).skeleton;
+    QVERIFY2(s.total_bytes() > 0, e.id.c_str());
+    QVERIFY2(!s.no_split_module_classes.empty(), e.id.c_str());
+  }
+  // Llama 3.1 70B: 70.6 B parameters in bf16.
+  const auto s70 = open_model("catalog:llama-3.1-70b").skeleton;
+  std::uint64_t params70 = 0;
+  for (const auto& t : s70.tensors)
+    if (!t.buffer && t.tied_to < 0) params70 += t.numel();
+  QCOMPARE(params70, std::uint64_t(70553706496));
+  // GPT-2 124M: tied lm_head, 124,439,808 parameters in float32.
+  const auto gpt2 = open_model("catalog:gpt2").skeleton;
+  std::uint64_t params = 0;
+  for (const auto& t : gpt2.tensors)
+    if (!t.buffer && t.tied_to < 0) params += t.numel();
+  QCOMPARE(params, std::uint64_t(124439808));
+}
+
+void SkeletonTest::bad_skeleton_json_names_the_key() {
+  const auto expect_error = [](const nlohmann::json& j, const char* needle) {
+    try {
+      Skeleton::from_json(j, "broken.json");
+      QFAIL("accepted a broken skeleton");
+    } catch (const Error& e) {
+      QVERIFY2(QString(e.what()).contains("broken.json") && QString(e.what()).contains(needle), e.what());
+    }
+  };
+  expect_error(nlohmann::json::array(), "object");
+  expect_error({{"modules", {"a"}}}, "params");
+  expect_error({{"params", {{"a.weight", {2, -1}, "F32"}}}}, "a.weight");
+  expect_error({{"params", {{"a.weight", {2, 2}, "F33"}}}}, "F33");
+  expect_error({{"params", {{"a.weight", {2}, "F32"}, {"a.weight", {2}, "F32"}}}}, "twice");
+  expect_error({{"params", {{"a.weight", {2}, "F32"}}}, {"tied", nlohmann::json::array({nlohmann::json::array({"b.weight", "c.weight"})})}}, "b.weight");
+}
+
+QTEST_MAIN(SkeletonTest)
+#include "test_skeleton.moc"
