@@ -323,6 +323,7 @@ class TestCheckpoint : public QObject {
 
     DM_EXPECT_ERROR(with_config(R"({"model_type": )"), (dir / "config.json").string(), "invalid JSON");
     DM_EXPECT_ERROR(with_config(R"([1, 2])"), "config.json", "array");
+    DM_EXPECT_ERROR(with_config(R"({"rope_theta": 1e999})"), "config.json", "invalid JSON", "1e999");
     write_text(dir / "config.json", "{}");
     write_text(dir / "generation_config.json", "{,}");
     DM_EXPECT_ERROR(Checkpoint::open(dir.path()), "generation_config.json", "invalid JSON");

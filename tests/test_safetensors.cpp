@@ -286,6 +286,7 @@ class TestSafetensors : public QObject {
     row("duplicate key in entry", R"({"w": {"dtype": "U8", "dtype": "F32", "shape": [4], "data_offsets": [0, 4]}})", 4,
         {"'w'", "'dtype'", "twice"});
     row("nested too deep", R"({"w": {"x": [[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]}})", 0, {"nested"});
+    row("number beyond double", R"({"w": {"dtype": "U8", "shape": [5e5360], "data_offsets": [0, 0]}})", 0, {"not valid JSON", "5e5360"});
     row("invalid UTF-8", "{\"w\xff\": {}}", 0, {"not valid JSON"});
   }
 

@@ -44,7 +44,7 @@ json read_json_object(const fs::path& p, const json::parser_callback_t& callback
   json j;
   try {
     j = json::parse(text, callback);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e999
     throw Error(p.string() + ": invalid JSON: " + parse_error_text(e));
   }
   if (!j.is_object()) throw Error(p.string() + ": expected a JSON object, found a " + std::string(j.type_name()));

@@ -100,7 +100,7 @@ json parse_header_json(std::string_view text, std::string_view file) {
   DuplicateKeyGuard guard(file);
   try {
     return json::parse(text.begin(), text.end(), std::ref(guard));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e999
     // e.what() starts with "[json.exception.parse_error.101] "; the rest is what a user can act on.
     std::string msg = e.what();
     if (auto p = msg.find("] "); msg.starts_with("[json.exception") && p != std::string::npos) msg.erase(0, p + 2);
