@@ -1,0 +1,104 @@
+// The `devicemap` command line as people and scripts use it: plan, inspect, devices, bench plan.
+#include "testkit.hpp"
+
+#include <fstream>
+
+#include "plan/device_map.hpp"
+#include "plan/model_source.hpp"
+#include "plan/planner.hpp"
+
+using namespace devicemap;
+
+class CliPlan : public QObject {
+  Q_OBJECT
+ private Q_SLOTS:
+  void json_output_is_the_planner_map() {
+    const auto r = testkit::run_cli({"plan", "catalog:llama-3.1-70b", "--max-memory", "0=20GiB,1=20GiB,cpu=64GiB", "--format", "json"});
+    QCOMPARE(r.code, 0);
+    const auto printed = DeviceMap::from_json(nlohmann::json::parse(r.out), "stdout");
+    PlanOptions o;
+    const auto expected = plan_device_map(open_model("catalog:llama-3.1-70b").skeleton,
+                                          MaxMemory::parse("0=20GiB,1=20GiB,cpu=64GiB"), o);
+    QVERIFY(printed == expected.device_map);
+    QCOMPARE(printed.device_of("model.layers.79.mlp.up_proj.weight"), std::optional(Device::disk()));
+  }
+  void writes_the_file_and_never_overwrites_without_force() {
+    testkit::TempDir dir;
+    const auto out = (dir / "device_map.json").string();
+    auto r = testkit::run_cli({"plan", testkit::demo_dir().string(), "--max-memory", "cpu=1GiB", "-o", out});
+    QCOMPARE(r.code, 0);
+    QCOMPARE(DeviceMap::load(out).to_json().dump(), std::string(R"({"":"cpu"})"));
+    std::ofstream(out) << "{\"mine\": 0}\n";
+    r = testkit::run_cli({"plan", testkit::demo_dir().string(), "--max-memory", "cpu=1GiB", "-o", out});
+    QVERIFY(r.code != 0);
+    QVERIFY(QString::fromStdString(r.err).contains("--force"));
+    QCOMPARE(read_all(out), std::string("{\"mine\": 0}\n"));
+    r = testkit::run_cli({"plan", testkit::demo_dir().string(), "--max-memory", "cpu=1GiB", "-o", out, "--force"});
+    QCOMPARE(r.code, 0);
+  }
+  void table_shows_budgets_ranges_and_fit() {
+    const auto r = testkit::run_cli({"plan", "catalog:llama-3.1-70b", "--profile", "2x24gb", "--dtype", "bfloat16"});
+    QCOMPARE(r.code, 0);
+    const auto out = QString::fromStdString(r.out);
+    QVERIFY2(out.contains("model.layers.0-"), r.out.c_str());
+    QVERIFY(out.contains("24.00 GiB"));
+    QVERIFY(out.contains("fits"));
+  }
+  void errors_are_one_clear_line_data() {
+    QTest::addColumn<QStringList>("args");
+    QTest::addColumn<QString>("needle");
+    QTest::newRow("bad size") << QStringList{"plan", "catalog:gpt2", "--max-memory", "0=lots"} << "'lots'";
+    QTest::newRow("bad device") << QStringList{"plan", "catalog:gpt2", "--max-memory", "tpu=1GB"} << "tpu";
+    QTest::newRow("balanced with disk") << QStringList{"plan", "catalog:gpt2", "--max-memory", "0=1GB,cpu=1GB,disk=9GB"} << "disk";
+    QTest::newRow("low_0 gaps") << QStringList{"plan", "catalog:gpt2", "--strategy", "balanced_low_0", "--max-memory", "0=1GB,2=1GB,cpu=1GB"} << "balanced_low_0";
+    QTest::newRow("unknown model") << QStringList{"plan", "catalog:nope"} << "nope";
+    QTest::newRow("missing folder") << QStringList{"plan", "/nonexistent/model"} << "/nonexistent/model";
+    QTest::newRow("unknown option") << QStringList{"plan", "catalog:gpt2", "--bogus"} << "--bogus";
+    QTest::newRow("bad pin") << QStringList{"plan", "catalog:gpt2", "--pin", "transformer.h.99=0", "--max-memory", "0=1GB,cpu=1GB"} << "transformer.h.99";
+  }
+  void errors_are_one_clear_line() {
+    QFETCH(QStringList, args);
+    QFETCH(QString, needle);
+    std::vector<std::string> a;
+    for (const auto& s : args) a.push_back(s.toStdString());
+    const auto r = testkit::run_cli(a);
+    QCOMPARE(r.code, 1);
+    QVERIFY2(QString::fromStdString(r.err).contains(needle), r.err.c_str());
+    QCOMPARE(QString::fromStdString(r.err).count('\n'), 1);
+  }
+  void inspect_describes_the_demo() {
+    const auto r = testkit::run_cli({"inspect", testkit::demo_dir().string()});
+    QCOMPARE(r.code, 0);
+    const auto out = QString::fromStdString(r.out);
+    QVERIFY2(out.contains("llama") && out.contains("model.layers.0-4") && out.contains("lm_head.weight"), r.out.c_str());
+  }
+  void bench_plan_prints_json_lines_with_bounds() {
+    const auto r = testkit::run_cli({"bench", "plan", "--format", "json", "--runs", "3"});
+    QCOMPARE(r.code, 0);
+    int lines = 0;
+    std::istringstream in(r.out);
+    for (std::string line; std::getline(in, line); ++lines) {
+      const auto j = nlohmann::json::parse(line);
+      QVERIFY(j["value"].get<double>() > 0);
+      QCOMPARE(QString::fromStdString(j["unit"]), QString("us"));
+      QVERIFY(j["bound"].get<double>() > 0 && j["ratio"].get<double>() > 0);
+    }
+    QCOMPARE(lines, 6);
+  }
+  void devices_lists_a_profile() {
+    const auto r = testkit::run_cli({"devices", "--profile", "8x80gb", "--format", "json"});
+    QCOMPARE(r.code, 0);
+    const auto j = nlohmann::json::parse(r.out);
+    QCOMPARE(j["devices"].size(), std::size_t(10));
+    QCOMPARE(j["default_max_memory"]["7"].get<std::uint64_t>(), std::uint64_t(80) << 30);
+  }
+
+ private:
+  static std::string read_all(const std::string& p) {
+    std::ifstream in(p);
+    return {std::istreambuf_iterator<char>(in), {}};
+  }
+};
+
+QTEST_MAIN(CliPlan)
+#include "test_cli_plan.moc"
