@@ -1,0 +1,26 @@
+// devicemap-studio: the desktop program. Optional argument: a model (folder, "catalog:ID") or a plan file.
+#include <QApplication>
+#include <QCommandLineParser>
+
+#include "ui/main_window.hpp"
+
+int main(int argc, char** argv) {
+  QApplication app(argc, argv);
+  QApplication::setOrganizationName(QStringLiteral("DeviceMap"));
+  QApplication::setApplicationName(QStringLiteral("DeviceMap Studio"));
+  QApplication::setApplicationVersion(QStringLiteral(DEVICEMAP_VERSION));
+  QApplication::setDesktopFileName(QStringLiteral("devicemap-studio"));
+
+  QCommandLineParser args;
+  args.setApplicationDescription(QStringLiteral("Plan, draw and export device maps for models that do not fit on one GPU"));
+  args.addHelpOption();
+  args.addVersionOption();
+  args.addPositionalArgument(QStringLiteral("model"),
+                             QStringLiteral("A model folder, a Hugging Face cache folder, catalog:ID, or a .plan.json file"));
+  args.process(app);
+
+  devicemap::ui::MainWindow window;
+  window.show();
+  window.startup(args.positionalArguments().value(0));
+  return QApplication::exec();
+}
