@@ -40,7 +40,7 @@ class TestRunConfig : public QObject {
  private Q_SLOTS:
   void demoConfig() {
     const auto c = ModelConfig::from_json(testkit::read_json(testkit::demo_dir() / "config.json"));
-    QCOMPARE(c.architecture, Architecture::Llama);
+    QCOMPARE(c.family, ModelFamily::Llama);
     QCOMPARE(c.hidden_size, std::int64_t{64});
     QCOMPARE(c.intermediate_size, std::int64_t{172});
     QCOMPARE(c.num_layers, std::int64_t{5});
@@ -149,7 +149,7 @@ class TestRunConfig : public QObject {
     const json j{{"model_type", "gpt2"}, {"n_embd", 768}, {"n_layer", 12}, {"n_head", 12}, {"vocab_size", 50257},
                  {"n_positions", 1024}, {"layer_norm_epsilon", 1e-5}, {"activation_function", "gelu_new"}};
     const auto c = ModelConfig::from_json(j);
-    QCOMPARE(c.architecture, Architecture::Gpt2);
+    QCOMPARE(c.family, ModelFamily::Gpt2);
     QCOMPARE(c.head_dim, std::int64_t{64});
     QCOMPARE(c.intermediate_size, std::int64_t{3072});
     QCOMPARE(c.max_position_embeddings, std::int64_t{1024});

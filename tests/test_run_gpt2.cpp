@@ -168,7 +168,7 @@ class TestRunGpt2 : public QObject {
     const RandomGpt2 model_data(11);
     model_data.write(dir.path(), true);
     Model model = Model::load(dir.path(), DeviceMap({{"", Device::cpu()}}));
-    QCOMPARE(model.config().architecture, Architecture::Gpt2);
+    QCOMPARE(model.config().family, ModelFamily::Gpt2);
     QCOMPARE(model.load_report().tied, std::size_t{1});
     const Logits all = model.evaluate(kSequence);
     const auto reference = model_data.forward(kSequence);

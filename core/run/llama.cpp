@@ -4,7 +4,7 @@
 #include <cmath>
 #include <vector>
 
-#include "run/architecture.hpp"
+#include "run/tensor_layout.hpp"
 #include "run/attention.hpp"
 #include "run/kv_cache.hpp"
 #include "run/model_config.hpp"

@@ -8,7 +8,7 @@
 #include "plan/device_map.hpp"
 #include "plan/error.hpp"
 #include "plan/safetensors.hpp"
-#include "run/architecture.hpp"
+#include "run/tensor_layout.hpp"
 
 namespace devicemap {
 namespace {

@@ -76,9 +76,9 @@ Model Model::load(const Checkpoint& checkpoint, const DeviceMap& map, const Load
   } catch (const c10::Error& e) {  // out of device memory, mostly
     throw Error(checkpoint.dir().string() + ": loading failed: " + e.what_without_backtrace());
   }
-  switch (impl->config.architecture) {
-    case Architecture::Llama: impl->transformer = make_llama(impl->config, *impl->weights); break;
-    case Architecture::Gpt2: impl->transformer = make_gpt2(impl->config, *impl->weights); break;
+  switch (impl->config.family) {
+    case ModelFamily::Llama: impl->transformer = make_llama(impl->config, *impl->weights); break;
+    case ModelFamily::Gpt2: impl->transformer = make_gpt2(impl->config, *impl->weights); break;
   }
   impl->cache = std::make_unique<KvCache>(impl->config.num_layers, impl->config.max_position_embeddings);
   impl->report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -124,7 +124,7 @@ RopeScaling read_rope_scaling(const nlohmann::json& config, std::string_view sou
 ModelConfig read_llama(const nlohmann::json& j, std::string_view source, const std::string& model_type) {
   ConfigReader r(j, source);
   ModelConfig c;
-  c.architecture = Architecture::Llama;
+  c.family = ModelFamily::Llama;
   c.model_type = model_type;
   c.hidden_size = r.positive_int("hidden_size");
   c.intermediate_size = r.positive_int("intermediate_size");
@@ -172,7 +172,7 @@ ModelConfig read_llama(const nlohmann::json& j, std::string_view source, const s
 ModelConfig read_gpt2(const nlohmann::json& j, std::string_view source) {
   ConfigReader r(j, source);
   ModelConfig c;
-  c.architecture = Architecture::Gpt2;
+  c.family = ModelFamily::Gpt2;
   c.model_type = "gpt2";
   c.hidden_size = r.positive_int("n_embd");
   c.num_layers = r.positive_int("n_layer");
@@ -246,10 +246,10 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& config, std::string_vie
   return c;
 }
 
-std::string_view architecture_name(Architecture a) {
-  switch (a) {
-    case Architecture::Llama: return "llama";
-    case Architecture::Gpt2: return "gpt2";
+std::string_view family_name(ModelFamily f) {
+  switch (f) {
+    case ModelFamily::Llama: return "llama";
+    case ModelFamily::Gpt2: return "gpt2";
   }
   return "?";
 }

@@ -13,7 +13,7 @@
 
 namespace devicemap {
 
-enum class Architecture : unsigned char { Llama, Gpt2 };
+enum class ModelFamily : unsigned char { Llama, Gpt2 };
 
 // HF transformers' rope_scaling: "linear" divides positions by factor; "llama3" rescales the low and
 // medium frequencies (Llama 3.1+).
@@ -27,7 +27,7 @@ struct RopeScaling {
 };
 
 struct ModelConfig {
-  Architecture architecture = Architecture::Llama;
+  ModelFamily family = ModelFamily::Llama;
   std::string model_type;  // as config.json spells it
   std::int64_t hidden_size = 0;
   std::int64_t intermediate_size = 0;
@@ -56,6 +56,6 @@ struct ModelConfig {
   static ModelConfig from_json(const nlohmann::json& config, std::string_view source = "config.json");
 };
 
-std::string_view architecture_name(Architecture);
+std::string_view family_name(ModelFamily);
 
 }  // namespace devicemap

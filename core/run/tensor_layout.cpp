@@ -1,4 +1,4 @@
-#include "run/architecture.hpp"
+#include "run/tensor_layout.hpp"
 
 namespace devicemap {
 namespace {
@@ -66,20 +66,20 @@ std::vector<TensorSpec> gpt2_tensors(const ModelConfig& c) {
 }  // namespace
 
 std::vector<TensorSpec> expected_tensors(const ModelConfig& config) {
-  switch (config.architecture) {
-    case Architecture::Llama: return llama_tensors(config);
-    case Architecture::Gpt2: return gpt2_tensors(config);
+  switch (config.family) {
+    case ModelFamily::Llama: return llama_tensors(config);
+    case ModelFamily::Gpt2: return gpt2_tensors(config);
   }
   return {};
 }
 
 std::string block_name(const ModelConfig& config, std::int64_t index) {
-  return (config.architecture == Architecture::Gpt2 ? "transformer.h." : "model.layers.") + std::to_string(index);
+  return (config.family == ModelFamily::Gpt2 ? "transformer.h." : "model.layers.") + std::to_string(index);
 }
 
 std::string alternative_checkpoint_name(const ModelConfig& config, const std::string& name) {
   const std::string prefix = "transformer.";
-  if (config.architecture == Architecture::Gpt2 && name.rfind(prefix, 0) == 0) return name.substr(prefix.size());
+  if (config.family == ModelFamily::Gpt2 && name.rfind(prefix, 0) == 0) return name.substr(prefix.size());
   return {};
 }
 

@@ -1,7 +1,7 @@
 #pragma once
-// Architectures as data: the tensors each model family needs, with the shapes its config.json implies,
-// named as in the module tree (the names device maps use). Adding a family is adding a table here and
-// its forward pass.
+// The tensors each model family's forward pass reads, with the shapes its config.json implies, named as
+// in the module tree (the names device maps use). The loader loads exactly these and checks their
+// shapes; adding a family is adding a list here and its forward pass.
 #include <cstdint>
 #include <string>
 #include <vector>
