@@ -16,13 +16,32 @@ struct BpeModel::Cache {
   std::unordered_map<std::string, std::vector<int>, StringHash, std::equal_to<>> words;
 };
 
+namespace {
+
+std::uint32_t hash32(std::string_view s) {
+  const auto h = std::hash<std::string_view>{}(s);
+  return static_cast<std::uint32_t>(h ^ (h >> 32));
+}
+
+std::size_t table_size(std::size_t n) {
+  std::size_t cap = 16;
+  while (cap < n * 2) cap *= 2;
+  return cap;
+}
+
+}  // namespace
+
 BpeModel::BpeModel(std::vector<std::string> tokens, Options options)
     : tokens_(std::move(tokens)), options_(std::move(options)), cache_(std::make_unique<Cache>()) {
-  index_.reserve(tokens_.size());
+  index_.assign(table_size(tokens_.size()), 0);
+  const std::size_t mask = index_.size() - 1;
   for (std::size_t id = 0; id < tokens_.size(); ++id) {
     if (tokens_[id].empty()) continue;
-    if (!index_.emplace(tokens_[id], static_cast<int>(id)).second)
-      throw Error("token '" + tokens_[id] + "' appears twice in the vocabulary");
+    const std::uint32_t h = hash32(tokens_[id]);
+    if (token_id(tokens_[id])) throw Error("token '" + tokens_[id] + "' appears twice in the vocabulary");
+    std::size_t slot = h & mask;
+    while (index_[slot] != 0) slot = (slot + 1) & mask;
+    index_[slot] = (static_cast<std::uint64_t>(h) << 32) | (id + 1);
   }
   for (int b = 0; b < 256; ++b) {
     char name[8];
@@ -36,14 +55,49 @@ BpeModel::BpeModel(BpeModel&&) noexcept = default;
 BpeModel& BpeModel::operator=(BpeModel&&) noexcept = default;
 BpeModel::~BpeModel() = default;
 
-void BpeModel::add_merge(int left, int right, std::uint32_t rank, int merged) {
-  merges_.emplace(key(left, right), Merge{rank, merged});
+std::optional<int> BpeModel::token_id(std::string_view token) const {
+  if (index_.empty()) return std::nullopt;
+  const std::uint32_t h = hash32(token);
+  const std::size_t mask = index_.size() - 1;
+  for (std::size_t slot = h & mask; index_[slot] != 0; slot = (slot + 1) & mask) {
+    if (static_cast<std::uint32_t>(index_[slot] >> 32) != h) continue;
+    const auto id = static_cast<std::size_t>(index_[slot] & 0xFFFFFFFFu) - 1;
+    if (tokens_[id] == token) return static_cast<int>(id);
+  }
+  return std::nullopt;
 }
 
-std::optional<int> BpeModel::token_id(std::string_view token) const {
-  const auto it = index_.find(token);
-  if (it == index_.end()) return std::nullopt;
-  return it->second;
+void BpeModel::grow_merges(std::size_t capacity) {
+  std::vector<Merge> old = std::move(merges_);
+  merges_.assign(capacity, Merge{});
+  merge_count_ = 0;
+  for (const auto& m : old)
+    if (m.key) add_merge(static_cast<int>((m.key >> 32) - 1), static_cast<int>(m.key & 0xFFFFFFFFu), m.rank, m.merged);
+}
+
+void BpeModel::reserve_merges(std::size_t n) {
+  if (table_size(n) > merges_.size()) grow_merges(table_size(n));
+}
+
+void BpeModel::add_merge(int left, int right, std::uint32_t rank, int merged) {
+  if ((merge_count_ + 1) * 2 > merges_.size()) grow_merges(table_size(merge_count_ + 1));
+  const std::uint64_t k = key(left, right);
+  const std::size_t mask = merges_.size() - 1;
+  std::size_t slot = static_cast<std::size_t>((k * 0x9E3779B97F4A7C15ull) >> 20) & mask;
+  for (; merges_[slot].key != 0; slot = (slot + 1) & mask)
+    if (merges_[slot].key == k) return;  // declared before, with a lower rank
+  merges_[slot] = {k, rank, merged};
+  ++merge_count_;
+}
+
+const BpeModel::Merge* BpeModel::find_merge(int left, int right) const {
+  if (merges_.empty()) return nullptr;
+  const std::uint64_t k = key(left, right);
+  const std::size_t mask = merges_.size() - 1;
+  for (std::size_t slot = static_cast<std::size_t>((k * 0x9E3779B97F4A7C15ull) >> 20) & mask; merges_[slot].key != 0;
+       slot = (slot + 1) & mask)
+    if (merges_[slot].key == k) return &merges_[slot];
+  return nullptr;
 }
 
 void BpeModel::encode_word(std::string_view word, std::vector<int>& out) const {
@@ -136,8 +190,8 @@ void BpeModel::merge_word(std::string_view word, std::vector<int>& out) const {
   auto consider = [&](int left) {
     const int right = symbols[static_cast<std::size_t>(left)].next;
     if (right < 0) return;
-    const auto it = merges_.find(key(symbols[static_cast<std::size_t>(left)].id, symbols[static_cast<std::size_t>(right)].id));
-    if (it != merges_.end()) queue.push({it->second.rank, left, it->second.merged});
+    if (const Merge* m = find_merge(symbols[static_cast<std::size_t>(left)].id, symbols[static_cast<std::size_t>(right)].id))
+      queue.push({m->rank, left, m->merged});
   };
   for (int i = 0; i + 1 < static_cast<int>(symbols.size()); ++i) consider(i);
 
@@ -148,8 +202,8 @@ void BpeModel::merge_word(std::string_view word, std::vector<int>& out) const {
     if (!left.alive || left.next < 0) continue;
     auto& right = symbols[static_cast<std::size_t>(left.next)];
     // Stale entry: one of the two symbols changed since it was queued.
-    const auto it = merges_.find(key(left.id, right.id));
-    if (it == merges_.end() || it->second.merged != top.merged || it->second.rank != top.rank) continue;
+    const Merge* m = find_merge(left.id, right.id);
+    if (!m || m->merged != top.merged || m->rank != top.rank) continue;
     left.id = top.merged;
     left.next = right.next;
     right.alive = false;

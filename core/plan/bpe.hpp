@@ -42,6 +42,7 @@ class BpeModel {
   // Declares that `left` followed by `right` merge into `merged`; a lower rank merges first. A pair declared
   // twice keeps its first (lowest) rank.
   void add_merge(int left, int right, std::uint32_t rank, int merged);
+  void reserve_merges(std::size_t n);
 
   void set_unk_id(std::optional<int> id) { options_.unk_id = id; }
 
@@ -53,18 +54,24 @@ class BpeModel {
   const Options& options() const { return options_; }
 
  private:
+  // Open-addressing tables: one probe sequence over a flat array instead of a node per entry, which is what
+  // makes loading a 150k-token vocabulary and its merges fast.
   struct Merge {
-    std::uint32_t rank;
-    int merged;
+    std::uint64_t key = 0;  // (left + 1) << 32 | right; 0 marks an empty slot
+    std::uint32_t rank = 0;
+    int merged = 0;
   };
   static std::uint64_t key(int left, int right) {
-    return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(left)) << 32) | static_cast<std::uint32_t>(right);
+    return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(left) + 1) << 32) | static_cast<std::uint32_t>(right);
   }
+  const Merge* find_merge(int left, int right) const;
+  void grow_merges(std::size_t capacity);
   void merge_word(std::string_view word, std::vector<int>& out) const;
 
   std::vector<std::string> tokens_;
-  TokenIndex index_;
-  std::unordered_map<std::uint64_t, Merge> merges_;
+  std::vector<std::uint64_t> index_;  // hash << 32 | (id + 1); 0 marks an empty slot
+  std::vector<Merge> merges_;
+  std::size_t merge_count_ = 0;
   Options options_;
   int byte_tokens_[256];  // id of <0xXX>, or -1
 

@@ -92,8 +92,9 @@ void TokenDecoder::add_from_json(const nlohmann::json& j, const std::string& whe
   }
 }
 
-std::string TokenDecoder::apply(std::string_view token, bool first) const {
+std::string TokenDecoder::apply(std::string_view token, bool first, bool& is_byte) const {
   std::string s(token);
+  is_byte = false;
   for (const auto& step : steps_) {
     switch (step.kind) {
       case Step::Kind::Replace:
@@ -101,7 +102,7 @@ std::string TokenDecoder::apply(std::string_view token, bool first) const {
         break;
       case Step::Kind::ByteFallback:
         if (s.size() == 6 && s.compare(0, 3, "<0x") == 0 && s[5] == '>' && hex_digit(s[3]) >= 0 && hex_digit(s[4]) >= 0)
-          s = std::string(1, static_cast<char>(hex_digit(s[3]) * 16 + hex_digit(s[4])));
+          s = std::string(1, static_cast<char>(hex_digit(s[3]) * 16 + hex_digit(s[4]))), is_byte = true;
         break;
       case Step::Kind::ByteLevel: {
         // Characters of the byte alphabet become their bytes; a token with any other character stays as it is.
@@ -134,10 +135,7 @@ std::string TokenDecoder::apply(std::string_view token, bool first) const {
   return s;
 }
 
-void TokenDecoder::Stream::push(std::string_view token, std::string& out) {
-  std::string piece = d_.apply(token, first_);
-  if (d_.join_with_space_ && !first_) piece.insert(0, " ");
-  first_ = false;
+void TokenDecoder::Stream::emit(std::string_view piece, std::string& out) {
   std::size_t b = 0;
   const auto& c = d_.fused_strip_char_;
   while (strip_left_ > 0 && b < piece.size()) {
@@ -148,7 +146,40 @@ void TokenDecoder::Stream::push(std::string_view token, std::string& out) {
     b += c.size();
     --strip_left_;
   }
-  out.append(piece, b);
+  out.append(piece.substr(b));
+}
+
+void TokenDecoder::Stream::end_byte_run(std::string& out) {
+  std::string replacement;
+  for (std::size_t i = 0; i < bytes_.size(); ++i) unicode::append_utf8(replacement, unicode::kReplacement);
+  emit(replacement, out);
+  bytes_.clear();
+  broken_ = false;
+}
+
+void TokenDecoder::Stream::push(std::string_view token, std::string& out) {
+  bool is_byte = false;
+  std::string piece = d_.apply(token, first_, is_byte);
+  if (d_.join_with_space_ && !first_) piece.insert(0, " ");
+  first_ = false;
+  if (!is_byte) {
+    end_byte_run(out);
+    emit(piece, out);
+    return;
+  }
+  if (broken_) {
+    emit("\xEF\xBF\xBD", out);
+    return;
+  }
+  bytes_ += piece;
+  const auto step = unicode::decode_utf8(bytes_, 0);
+  if (step.valid) {
+    emit(bytes_, out);
+    bytes_.clear();
+  } else if (!step.truncated) {
+    end_byte_run(out);
+    broken_ = true;
+  }
 }
 
 std::size_t TokenDecoder::Stream::strippable_tail(std::string_view out) const {
@@ -161,6 +192,9 @@ std::size_t TokenDecoder::Stream::strippable_tail(std::string_view out) const {
   return tail;
 }
 
-void TokenDecoder::Stream::finish(std::string& out) const { out.resize(out.size() - strippable_tail(out)); }
+void TokenDecoder::Stream::finish(std::string& out) {
+  end_byte_run(out);
+  out.resize(out.size() - strippable_tail(out));
+}
 
 }  // namespace devicemap

@@ -2,6 +2,10 @@
 // tokenizer.json decoders, turned into a per-token byte stream so that full decoding and streaming
 // decoding are the same code: Replace, ByteFallback (<0xE4> → one byte), ByteLevel, Metaspace, Fuse, and
 // Strip (after Fuse it trims the start of the whole output). Without a decoder tokens are joined by spaces.
+//
+// A run of byte-fallback tokens is handed out character by character as soon as each is complete. Bytes
+// that cannot form a character become one U+FFFD per token, to the end of the run, as Hugging Face's
+// ByteFallback does; unlike it, characters completed earlier in the same run are kept.
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -23,15 +27,20 @@ class TokenDecoder {
    public:
     explicit Stream(const TokenDecoder& d) : d_(d), strip_left_(d.fused_strip_start_) {}
     void push(std::string_view token, std::string& out);
-    // Trailing characters Strip removes from the end of a finished output.
-    void finish(std::string& out) const;
+    // Ends an unfinished byte-fallback run and removes what a trailing Strip removes.
+    void finish(std::string& out);
     // How many bytes at the end of `out` finish() might still remove: a streaming reader holds them back.
     std::size_t strippable_tail(std::string_view out) const;
 
    private:
+    void emit(std::string_view piece, std::string& out);
+    void end_byte_run(std::string& out);
+
     const TokenDecoder& d_;
     std::size_t strip_left_;
     bool first_ = true;
+    std::string bytes_;     // byte-fallback bytes of an unfinished character
+    bool broken_ = false;  // this byte run went wrong: the rest of it is U+FFFD
   };
 
  private:
@@ -43,7 +52,8 @@ class TokenDecoder {
   };
   void add_from_json(const nlohmann::json& j, const std::string& where);
   void add_strip(std::string content, std::size_t start, std::size_t stop);
-  std::string apply(std::string_view token, bool first) const;
+  // The token's bytes; `is_byte` tells that ByteFallback turned it into one raw byte.
+  std::string apply(std::string_view token, bool first, bool& is_byte) const;
 
   std::vector<Step> steps_;
   bool fused_ = false;         // a Fuse or ByteLevel step has run: later steps see the whole output

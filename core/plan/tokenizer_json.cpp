@@ -10,16 +10,152 @@ namespace {
 
 using nlohmann::json;
 
-json parse_file(const std::filesystem::path& file) {
+// tokenizer.json is mostly model.vocab and model.merges (Qwen2: 150k of each). A SAX reader collects those two
+// straight into flat lists and builds a DOM only for the rest, which keeps loading well under a second.
+struct RawBpe {
+  bool has_vocab = false, has_merges = false;
+  std::vector<std::pair<std::string, json>> vocab;        // token, id as written
+  std::vector<std::pair<std::string, std::string>> merges;
+  std::vector<std::string> bad_merges;                     // index and what was found, for the error
+};
+
+class TokenizerJsonReader : public nlohmann::json_sax<json> {
+ public:
+  TokenizerJsonReader(std::string file, RawBpe& raw) : file_(std::move(file)), raw_(raw) {}
+  json root;
+
+  bool null() override { return value(json()); }
+  bool boolean(bool v) override { return value(json(v)); }
+  bool number_integer(number_integer_t v) override { return value(json(v)); }
+  bool number_unsigned(number_unsigned_t v) override { return value(json(v)); }
+  bool number_float(number_float_t v, const string_t&) override { return value(json(v)); }
+  bool binary(binary_t&) override { return value(json()); }
+  bool string(string_t& v) override {
+    if (mode_ == Mode::Merges) {
+      if (pair_depth_) pair_.push_back(std::move(v));
+      else split_merge(v);
+      return true;
+    }
+    return value(json(std::move(v)));
+  }
+  bool key(string_t& k) override {
+    key_ = std::move(k);
+    return true;
+  }
+  bool start_object(std::size_t) override { return open(json::object()); }
+  bool start_array(std::size_t) override { return open(json::array()); }
+  bool end_object() override { return close(); }
+  bool end_array() override { return close(); }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+    throw Error(file_ + ": not valid JSON (" + e.what() + ")");
+  }
+
+ private:
+  enum class Mode { Dom, Vocab, Merges };
+
+  bool value(json v) {
+    if (mode_ == Mode::Vocab) {
+      raw_.vocab.emplace_back(std::move(key_), std::move(v));
+    } else if (mode_ == Mode::Merges) {
+      if (pair_depth_) {
+        pair_.push_back({});  // not a string: reported when the pair closes
+      } else {
+        raw_.bad_merges.push_back(std::to_string(raw_.merges.size()));
+        raw_.merges.emplace_back();
+      }
+    } else if (stack_.empty()) {
+      root = std::move(v);
+    } else if (stack_.back()->is_object()) {
+      (*stack_.back())[key_] = std::move(v);
+    } else {
+      stack_.back()->push_back(std::move(v));
+    }
+    return true;
+  }
+
+  bool open(json container) {
+    if (mode_ == Mode::Vocab) throw Error(file_ + ": model.vocab[\"" + key_ + "\"]: expected a token id");
+    if (mode_ == Mode::Merges) {
+      if (pair_depth_ || !container.is_array())
+        throw Error(file_ + ": model.merges[" + std::to_string(raw_.merges.size()) + "]: expected \"left right\" or [left, right]");
+      pair_depth_ = true;
+      pair_.clear();
+      return true;
+    }
+    if (stack_.size() == 2 && path_[1] == "model") {
+      if (key_ == "vocab" && container.is_object()) {
+        mode_ = Mode::Vocab, raw_.has_vocab = true;
+        return true;
+      }
+      if (key_ == "merges" && container.is_array()) {
+        mode_ = Mode::Merges, raw_.has_merges = true;
+        return true;
+      }
+    }
+    json* slot;
+    if (stack_.empty()) {
+      root = std::move(container);
+      slot = &root;
+    } else if (stack_.back()->is_object()) {
+      slot = &((*stack_.back())[key_] = std::move(container));
+    } else {
+      stack_.back()->push_back(std::move(container));
+      slot = &stack_.back()->back();
+    }
+    path_.push_back(stack_.empty() || stack_.back()->is_object() ? key_ : std::string());
+    stack_.push_back(slot);
+    return true;
+  }
+
+  bool close() {
+    if (mode_ == Mode::Merges && pair_depth_) {
+      pair_depth_ = false;
+      if (pair_.size() == 2 && !pair_[0].empty() && !pair_[1].empty()) raw_.merges.emplace_back(std::move(pair_[0]), std::move(pair_[1]));
+      else raw_.bad_merges.push_back(std::to_string(raw_.merges.size())), raw_.merges.emplace_back();
+      return true;
+    }
+    if (mode_ != Mode::Dom) {
+      mode_ = Mode::Dom;
+      return true;
+    }
+    stack_.pop_back();
+    path_.pop_back();
+    return true;
+  }
+
+  void split_merge(const std::string& s) {
+    const auto space = s.find(' ');
+    if (space == std::string::npos || space == 0 || space + 1 == s.size()) {
+      raw_.bad_merges.push_back(std::to_string(raw_.merges.size()) + " (\"" + s + "\")");
+      raw_.merges.emplace_back();
+      return;
+    }
+    raw_.merges.emplace_back(s.substr(0, space), s.substr(space + 1));
+  }
+
+  std::string file_;
+  RawBpe& raw_;
+  std::vector<json*> stack_;
+  std::vector<std::string> path_;  // key of each open container (empty inside arrays)
+  std::string key_;
+  Mode mode_ = Mode::Dom;
+  bool pair_depth_ = false;
+  std::vector<std::string> pair_;
+};
+
+json parse_file(const std::filesystem::path& file, RawBpe& raw) {
   std::ifstream in(file, std::ios::binary);
   if (!in) throw Error(file.string() + ": cannot open");
   std::ostringstream ss;
   ss << in.rdbuf();
+  const std::string text = std::move(ss).str();
+  TokenizerJsonReader reader(file.string(), raw);
   try {
-    return json::parse(ss.str());
+    json::sax_parse(text, &reader);
   } catch (const json::exception& e) {
     throw Error(file.string() + ": not valid JSON (" + e.what() + ")");
   }
+  return std::move(reader.root);
 }
 
 std::string optional_string(const json& j, const char* key, const std::string& where) {
@@ -29,23 +165,24 @@ std::string optional_string(const json& j, const char* key, const std::string& w
   return it->get<std::string>();
 }
 
-BpeModel read_bpe(const json& model, const std::string& where) {
+BpeModel read_bpe(const json& model, RawBpe& raw, const std::string& where) {
   if (!model.is_object()) tjson::fail(where, "expected an object");
   if (model.contains("type") && tjson::type_of(model, where) != "BPE")
     tjson::fail(where + ".type", "model type '" + tjson::type_of(model, where) + "' is not supported (only BPE)");
-  const auto& vocab = tjson::field(model, "vocab", where);
-  if (!vocab.is_object()) tjson::fail(where + ".vocab", "expected an object of token: id");
-  const auto limit = static_cast<std::int64_t>(vocab.size()) * 2 + 1024;  // ids are dense in practice
+  if (model.contains("vocab")) tjson::fail(where + ".vocab", "expected an object of token: id");
+  if (model.contains("merges")) tjson::fail(where + ".merges", "expected a list");
+  if (!raw.has_vocab) tjson::fail(where, "missing key 'vocab'");
+  if (!raw.has_merges) tjson::fail(where, "missing key 'merges'");
+  const auto limit = static_cast<std::int64_t>(raw.vocab.size()) * 2 + 1024;  // ids are dense in practice
   std::vector<std::string> tokens;
-  tokens.reserve(vocab.size());
+  tokens.reserve(raw.vocab.size());
   std::vector<bool> seen;
-  for (const auto& [token, id_json] : vocab.items()) {
-    const std::string key = where + ".vocab[\"" + token + "\"]";
-    const auto id = static_cast<std::size_t>(tjson::id_value(id_json, limit, key));
+  for (auto& [token, id_json] : raw.vocab) {
+    const auto id = static_cast<std::size_t>(tjson::id_value(id_json, limit, where + ".vocab[\"" + token + "\"]"));
     if (id >= tokens.size()) tokens.resize(id + 1), seen.resize(id + 1);
-    if (seen[id]) tjson::fail(key, "id " + std::to_string(id) + " is used twice");
+    if (seen[id]) tjson::fail(where + ".vocab[\"" + token + "\"]", "id " + std::to_string(id) + " is used twice");
     seen[id] = true;
-    tokens[id] = token;
+    tokens[id] = std::move(token);
   }
 
   BpeModel::Options opt;
@@ -62,30 +199,19 @@ BpeModel read_bpe(const json& model, const std::string& where) {
     bpe.set_unk_id(id);
   }
 
-  const auto& merges = tjson::field(model, "merges", where);
-  if (!merges.is_array()) tjson::fail(where + ".merges", "expected a list");
+  if (!raw.bad_merges.empty())
+    tjson::fail(where + ".merges[" + raw.bad_merges.front() + "]", "expected \"left right\" or [left, right]");
   const auto& prefix = opt.continuing_subword_prefix;
+  bpe.reserve_merges(raw.merges.size());
   std::string merged;
-  for (std::size_t rank = 0; rank < merges.size(); ++rank) {
-    const auto& m = merges[rank];
-    const std::string key = where + ".merges[" + std::to_string(rank) + "]";
-    std::string_view a, b;
-    if (m.is_string()) {
-      const auto& s = m.get_ref<const std::string&>();
-      const auto space = s.find(' ');
-      if (space == std::string::npos || space == 0 || space + 1 == s.size())
-        tjson::fail(key, "expected \"left right\", found \"" + s + "\"");
-      a = std::string_view(s).substr(0, space), b = std::string_view(s).substr(space + 1);
-    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-      a = m[0].get_ref<const std::string&>(), b = m[1].get_ref<const std::string&>();
-    } else {
-      tjson::fail(key, "expected \"left right\" or [left, right]");
-    }
+  for (std::size_t rank = 0; rank < raw.merges.size(); ++rank) {
+    const std::string_view a = raw.merges[rank].first, b = raw.merges[rank].second;
     merged.assign(a);
     merged.append(!prefix.empty() && b.starts_with(prefix) ? b.substr(prefix.size()) : b);
     const auto left = bpe.token_id(a), right = bpe.token_id(b), result = bpe.token_id(merged);
     if (!left || !right || !result)
-      tjson::fail(key, "'" + std::string(!left ? a : !right ? b : std::string_view(merged)) + "' is not in the vocabulary");
+      tjson::fail(where + ".merges[" + std::to_string(rank) + "]",
+                  "'" + std::string(!left ? a : !right ? b : std::string_view(merged)) + "' is not in the vocabulary");
     bpe.add_merge(*left, *right, static_cast<std::uint32_t>(rank), *result);
   }
   return bpe;
@@ -160,12 +286,14 @@ void read_post_processor(const json& p, const TokenizerEngine& e, std::vector<in
 }  // namespace
 
 std::shared_ptr<TokenizerEngine> read_tokenizer_json(const std::filesystem::path& file) {
-  const json j = parse_file(file);
+  RawBpe raw;
+  const json j = parse_file(file, raw);
   const std::string f = file.string();
   if (!j.is_object()) tjson::fail(f, "expected a JSON object");
   auto e = std::make_shared<TokenizerEngine>();
   e->source = file;
-  e->model = read_bpe(tjson::field(j, "model", f), f + ": model");
+  e->model = read_bpe(tjson::field(j, "model", f), raw, f + ": model");
+  raw = {};
   const auto id_limit = static_cast<std::int64_t>(e->model.size()) + (1 << 20);
   e->set_added_tokens(read_added_tokens(j.value("added_tokens", json()), id_limit, f + ": added_tokens"));
   e->normalizer = Normalizer::from_json(j.value("normalizer", json()), f + ": normalizer");
