@@ -27,6 +27,9 @@ struct LoadOptions {
   std::optional<DType> dtype;
   // Called before each tensor; return false to cancel (load then throws LoadCancelled).
   std::function<bool(const LoadProgress&)> on_progress;
+  // Refuse to load when the map puts more on a device than it has free (detected: NVML for GPUs,
+  // MemAvailable for RAM), instead of failing half-way or swapping.
+  bool check_memory = true;
 };
 
 struct LoadCancelled : Error {

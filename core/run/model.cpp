@@ -6,7 +6,9 @@
 
 #include "plan/checkpoint.hpp"
 #include "plan/device_map.hpp"
+#include "plan/machine.hpp"
 #include "run/kv_cache.hpp"
+#include "run/load_plan.hpp"
 #include "run/loader.hpp"
 #include "run/transformer.hpp"
 
@@ -71,8 +73,10 @@ Model Model::load(const Checkpoint& checkpoint, const DeviceMap& map, const Load
   impl->config = ModelConfig::from_json(checkpoint.config(), config_path.string());
   impl->generation = devicemap::generation_defaults(checkpoint.generation_config(), checkpoint.config(),
                                                     (checkpoint.dir() / "generation_config.json").string());
+  const LoadPlan plan = plan_load(checkpoint, impl->config, map, options);
+  if (options.check_memory) check_memory(plan, detect_machine());
   try {
-    impl->weights = load_weights(checkpoint, impl->config, map, options, impl->report);
+    impl->weights = load_weights(checkpoint, plan, options, impl->report);
   } catch (const c10::Error& e) {  // out of device memory, mostly
     throw Error(checkpoint.dir().string() + ": loading failed: " + e.what_without_backtrace());
   }

@@ -1,0 +1,129 @@
+#include "run/load_plan.hpp"
+
+#include <algorithm>
+#include <sstream>
+
+#include "plan/checkpoint.hpp"
+#include "plan/device_map.hpp"
+#include "plan/error.hpp"
+#include "plan/machine.hpp"
+#include "plan/units.hpp"
+#include "run/tensor_layout.hpp"
+
+namespace devicemap {
+namespace {
+
+std::string shape_text(const std::vector<std::int64_t>& shape) {
+  std::ostringstream s;
+  s << '[';
+  for (std::size_t i = 0; i < shape.size(); ++i) s << (i ? ", " : "") << shape[i];
+  s << ']';
+  return s.str();
+}
+
+const CheckpointTensor* find_source(const Checkpoint& checkpoint, const ModelConfig& config, const std::string& name) {
+  if (const auto* t = checkpoint.find(name)) return t;
+  const std::string alt = alternative_checkpoint_name(config, name);
+  return alt.empty() ? nullptr : checkpoint.find(alt);
+}
+
+const CheckpointTensor& checked_source(const Checkpoint& checkpoint, const ModelConfig& config, const TensorSpec& spec) {
+  const CheckpointTensor* t = find_source(checkpoint, config, spec.name);
+  if (!t || !t->info)
+    throw Error(checkpoint.dir().string() + ": the checkpoint has no tensor '" + spec.name + "', which a " +
+                config.model_type + " model as config.json describes needs");
+  if (t->info->shape != spec.shape)
+    throw Error(checkpoint.shards().at(t->shard).path().string() + ": tensor '" + spec.name + "' has shape " +
+                shape_text(t->info->shape) + " but config.json implies " + shape_text(spec.shape));
+  return *t;
+}
+
+// The options' dtype, else config.json's torch_dtype, else the first floating tensor's.
+DType requested_dtype(const Checkpoint& checkpoint, const ModelConfig& config, const LoadOptions& options,
+                      const std::vector<TensorSpec>& specs) {
+  if (options.dtype) return *options.dtype;
+  if (config.torch_dtype) return *config.torch_dtype;
+  for (const auto& spec : specs)
+    if (const auto* t = find_source(checkpoint, config, spec.name); t && is_floating(t->info->dtype)) return t->info->dtype;
+  return DType::F32;
+}
+
+bool can_hold(DType d) {
+  // LibTorch 1.13 has no float8 and no unsigned integers wider than a byte.
+  return d != DType::F8_E4M3 && d != DType::F8_E5M2 && d != DType::U16 && d != DType::U32 && d != DType::U64;
+}
+
+}  // namespace
+
+LoadPlan plan_load(const Checkpoint& checkpoint, const ModelConfig& config, const DeviceMap& map,
+                   const LoadOptions& options) {
+  if (!checkpoint.has_safetensors())
+    throw Error(checkpoint.dir().string() +
+                ": no .safetensors weights; loading pytorch_model*.bin is not supported yet");
+  const auto specs = expected_tensors(config);
+  LoadPlan plan;
+  plan.requested_dtype = requested_dtype(checkpoint, config, options, specs);
+  if (!is_floating(plan.requested_dtype) || !can_hold(plan.requested_dtype))
+    throw Error("compute dtype " + std::string(torch_name(plan.requested_dtype)) +
+                " is not supported (use float32, bfloat16, float16 or float64)");
+  plan.gpu_dtype = plan.requested_dtype;
+  // LibTorch has no float16 matmul on the CPU: what would run there in float16 runs in float32.
+  plan.cpu_dtype = plan.requested_dtype == DType::F16 ? DType::F32 : plan.requested_dtype;
+  for (const auto& [key, device] : map.entries())
+    if (device.is_gpu() && (!plan.main_gpu || device.index < *plan.main_gpu)) plan.main_gpu = device.index;
+  if (plan.cpu_dtype != plan.requested_dtype && !plan.main_gpu)
+    plan.notes.push_back("float16 weights run as float32 on the CPU (LibTorch has no float16 CPU kernels)");
+
+  for (const auto& spec : specs) {
+    if (!spec.tied_to.empty()) {
+      // A tied checkpoint may still carry its own copy of the head; transformers ignores it and so do we.
+      plan.ties.emplace_back(spec.name, spec.tied_to);
+      const auto own = map.device_of(spec.name), target = map.device_of(spec.tied_to);
+      if (own && target && *own != *target)
+        plan.notes.push_back("'" + spec.name + "' is tied to '" + spec.tied_to + "' but mapped to " + own->name() +
+                             " instead of " + target->name() + "; it is fetched from there when used");
+      continue;
+    }
+    const CheckpointTensor& source = checked_source(checkpoint, config, spec);
+    const TensorInfo& info = *source.info;
+    if (!can_hold(info.dtype))
+      throw Error(checkpoint.shards().at(source.shard).path().string() + ": tensor '" + info.name + "' has dtype " +
+                  std::string(safetensors_name(info.dtype)) + ", which LibTorch cannot hold");
+    const auto placement = map.device_of(spec.name);
+    if (!placement)
+      throw Error("no key of the device map covers tensor '" + spec.name +
+                  "'; add one for it or its module (the key \"\" covers everything)");
+
+    TensorLoad load{spec.name, &source, *placement, info.dtype, false, 0};
+    const bool executes_on_gpu = placement->is_gpu() || plan.main_gpu.has_value();
+    if (is_floating(info.dtype)) load.stored_dtype = plan.compute_dtype(executes_on_gpu);
+    // Kernels may assume element alignment: bytes that are not aligned in the file are copied.
+    const auto element = std::max<std::uint64_t>(1, dtype_bits(info.dtype) / 8);
+    const bool aligned = (checkpoint.shards().at(source.shard).data_offset() + info.begin) % element == 0;
+    // "disk" stays in the mapping as stored (cast when a block runs); "cpu" too when no cast is needed.
+    if (placement->is_disk())
+      load.stored_dtype = info.dtype;
+    load.aliases_file = aligned && !placement->is_gpu() && load.stored_dtype == info.dtype;
+    load.stored_bytes = dtype_bytes(load.stored_dtype, info.numel());
+    if (load.aliases_file)
+      plan.mapped[*placement] += load.stored_bytes;
+    else
+      plan.allocated[placement->is_gpu() ? *placement : Device::cpu()] += load.stored_bytes;
+    plan.source_bytes += info.nbytes();
+    plan.tensors.push_back(std::move(load));
+  }
+  return plan;
+}
+
+void check_memory(const LoadPlan& plan, const Machine& machine) {
+  for (const auto& [device, bytes] : plan.allocated) {
+    const DeviceInfo* info = machine.find(device);
+    if (!info || bytes <= info->free) continue;
+    const std::string what = device.is_gpu() ? "GPU " + device.name() : "the CPU's RAM";
+    throw Error("loading needs " + format_size(bytes) + " on " + what + " but it has " + format_size(info->free) +
+                " free; plan again with a lower max_memory for it, or move layers to " +
+                (device.is_gpu() ? "\"cpu\" or \"disk\"" : "\"disk\""));
+  }
+}
+
+}  // namespace devicemap

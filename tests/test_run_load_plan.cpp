@@ -1,0 +1,120 @@
+// Load plans on the demo checkpoint: what each placement and dtype costs on which device before anything
+// is read, and the memory check against a machine described by hand.
+#include <string>
+
+#include "plan/checkpoint.hpp"
+#include "plan/device_map.hpp"
+#include "plan/error.hpp"
+#include "plan/machine.hpp"
+#include "run/load_plan.hpp"
+#include "run/model_config.hpp"
+#include "testkit.hpp"
+
+using namespace devicemap;
+using nlohmann::json;
+
+namespace {
+
+struct Demo {
+  Checkpoint checkpoint = Checkpoint::open(testkit::demo_dir());
+  ModelConfig config = ModelConfig::from_json(checkpoint.config());
+  std::uint64_t weight_bytes = checkpoint.total_bytes();
+};
+
+Machine machine(const std::string& gpu_memory, const std::string& ram) {
+  json j{{"name", "test"}, {"cpu", {{"memory", ram}}}};
+  if (!gpu_memory.empty()) j["gpus"] = json::array({{{"name", "test GPU"}, {"memory", gpu_memory}}});
+  return machine_from_profile(j, "test profile");
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return {};
+}
+
+}  // namespace
+
+class TestRunLoadPlan : public QObject {
+  Q_OBJECT
+
+ private Q_SLOTS:
+  void float32OnCpuAliasesEverything() {
+    Demo d;
+    const auto plan = plan_load(d.checkpoint, d.config, DeviceMap({{"", Device::cpu()}}), {});
+    QCOMPARE(plan.requested_dtype, DType::F32);
+    QVERIFY(plan.allocated.empty());
+    QCOMPARE(plan.mapped.at(Device::cpu()), d.weight_bytes);
+    QCOMPARE(plan.source_bytes, d.weight_bytes);
+    // 1 embedding + 5 blocks × 9 tensors + final norm; the head is tied.
+    QCOMPARE(plan.tensors.size(), std::size_t{47});
+    QCOMPARE(plan.tensors.front().name, std::string("model.embed_tokens.weight"));
+    QCOMPARE(plan.ties.size(), std::size_t{1});
+    QCOMPARE(plan.ties.front().first, std::string("lm_head.weight"));
+    QVERIFY(!plan.main_gpu);
+  }
+
+  void castsAndPlacements() {
+    Demo d;
+    LoadOptions bf16;
+    bf16.dtype = DType::BF16;
+    DeviceMap map({{"", Device::cpu()}, {"model.layers.4", Device::disk()}});
+    auto plan = plan_load(d.checkpoint, d.config, map, bf16);
+    QCOMPARE(plan.cpu_dtype, DType::BF16);
+    // RAM holds a bfloat16 copy of everything but block 4, which stays float32 in the file.
+    const std::uint64_t block4 = 4 * (64 + 64 + 64 * 172 * 3 + 64 * 64 * 2 + 32 * 64 * 2);
+    QCOMPARE(plan.mapped.at(Device::disk()), block4);
+    QCOMPARE(plan.allocated.at(Device::cpu()), (d.weight_bytes - block4) / 2);
+
+    LoadOptions f16;
+    f16.dtype = DType::F16;
+    plan = plan_load(d.checkpoint, d.config, DeviceMap({{"", Device::cpu()}}), f16);
+    QCOMPARE(plan.cpu_dtype, DType::F32);  // no float16 kernels on the CPU
+    QCOMPARE(plan.notes.size(), std::size_t{1});
+    QVERIFY(plan.allocated.empty());
+
+    // GPU placements need no GPU to be planned: block 0 on GPU 0 in float16, the rest run there too.
+    map = DeviceMap({{"", Device::cpu()}, {"model.layers.0", Device::gpu(0)}});
+    plan = plan_load(d.checkpoint, d.config, map, f16);
+    QCOMPARE(plan.main_gpu, std::optional<int>(0));
+    const std::uint64_t block0 = block4;
+    QCOMPARE(plan.allocated.at(Device::gpu(0)), block0 / 2);
+    QCOMPARE(plan.allocated.at(Device::cpu()), (d.weight_bytes - block0) / 2);  // staged in float16 for the GPU
+    QVERIFY(plan.notes.empty());
+  }
+
+  void memoryCheckNamesTheDevice() {
+    Demo d;
+    LoadOptions bf16;
+    bf16.dtype = DType::BF16;
+    const auto in_ram = plan_load(d.checkpoint, d.config, DeviceMap({{"", Device::cpu()}}), bf16);
+    check_memory(in_ram, machine("", "1MiB"));  // 0.5 MiB of casts fit
+    auto e = error_of([&] { check_memory(in_ram, machine("", "100KiB")); });
+    QVERIFY2(e.find("RAM") != std::string::npos && e.find("100.00 KiB") != std::string::npos, e.c_str());
+
+    const auto on_gpu = plan_load(d.checkpoint, d.config, DeviceMap({{"", Device::gpu(0)}}), bf16);
+    check_memory(on_gpu, machine("1MiB", "1MiB"));
+    e = error_of([&] { check_memory(on_gpu, machine("64KiB", "1GiB")); });
+    QVERIFY2(e.find("GPU 0") != std::string::npos, e.c_str());
+    // Mapped bytes cost no RAM: float32 on the CPU fits in any RAM.
+    check_memory(plan_load(d.checkpoint, d.config, DeviceMap({{"", Device::cpu()}}), {}), machine("", "1KiB"));
+  }
+
+  void tiedHeadNeedsNoKeyButOthersDo() {
+    Demo d;
+    // The tied head is not loaded, so a map over "model" alone covers everything loaded.
+    QCOMPARE(plan_load(d.checkpoint, d.config, DeviceMap({{"model", Device::cpu()}}), {}).tensors.size(), std::size_t{47});
+    auto e = error_of([&] { plan_load(d.checkpoint, d.config, DeviceMap({{"model.layers", Device::cpu()}}), {}); });
+    QVERIFY2(e.find("'model.embed_tokens.weight'") != std::string::npos, e.c_str());
+    LoadOptions int8;
+    int8.dtype = DType::I8;
+    e = error_of([&] { plan_load(d.checkpoint, d.config, DeviceMap({{"", Device::cpu()}}), int8); });
+    QVERIFY2(e.find("int8") != std::string::npos, e.c_str());
+  }
+};
+
+QTEST_MAIN(TestRunLoadPlan)
+#include "test_run_load_plan.moc"
