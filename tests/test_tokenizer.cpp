@@ -34,6 +34,10 @@ bool contains(const std::string& haystack, const std::string& needle) { return h
 
 void write_text(const fs::path& p, const std::string& text) { std::ofstream(p, std::ios::binary) << text; }
 
+constexpr std::string_view kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+constexpr std::string_view kLlama3Pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
 fs::path tokenizers_dir() { return testkit::data_dir() / "tokenizers"; }
 
 // The vendored gpt2/tokenizer.json is the CodeGen flavour of GPT-2's tokenizer: the same vocabulary and merges
@@ -102,6 +106,29 @@ std::string split_with(std::string_view pattern, std::string_view text) {
     out += unicode::to_utf8(std::vector<char32_t>(cps.begin() + static_cast<long>(b), cps.begin() + static_cast<long>(e)));
   }
   return out;
+}
+
+// A small tokenizer.json shaped like Llama 3's: split pattern, ByteLevel, ignore_merges, a template in a
+// Sequence post-processor.
+json llama3_style_tokenizer() {
+  json j = json::parse(R"json({
+    "added_tokens": [{"id": 9, "content": "<|begin_of_text|>", "special": true, "normalized": false}],
+    "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+      {"type": "Split", "pattern": {"Regex": ""}, "behavior": "Isolated"},
+      {"type": "ByteLevel", "add_prefix_space": false, "use_regex": false}]},
+    "post_processor": {"type": "Sequence", "processors": [
+      {"type": "ByteLevel"},
+      {"type": "TemplateProcessing",
+       "single": [{"SpecialToken": {"id": "<|begin_of_text|>"}}, {"Sequence": {"id": "A"}}],
+       "special_tokens": {"<|begin_of_text|>": {"id": "<|begin_of_text|>", "ids": [9]}}}]},
+    "decoder": {"type": "ByteLevel"},
+    "model": {"type": "BPE", "ignore_merges": true,
+      "vocab": {"a": 0, "b": 1, "c": 2, "ab": 3, "abc": 4, "\u0120": 5, "\u0120a": 6, "1": 7, "2": 8,
+                "<|begin_of_text|>": 9, "12": 10, "\u0120ab": 11},
+      "merges": ["a b", "\u0120 a", "1 2", "\u0120a b"]}
+  })json");
+  j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = kLlama3Pattern;
+  return j;
 }
 
 std::string ids_text(const std::vector<int>& ids) {
@@ -200,6 +227,34 @@ class TestTokenizer : public QObject {
     QCOMPARE(tok.bos_id(), std::optional<int>(50256));
   }
 
+  // Mistral-style: a Metaspace pre-tokenizer (prepend_scheme "first") instead of Llama 2's normalizer, on the
+  // Llama 2 vocabulary. Only the text's first stretch gets a ▁. Ids as Hugging Face tokenizers gives them.
+  void metaspace_pre_tokenizer() {
+    testkit::TempDir dir;
+    json j = testkit::read_json(tokenizers_dir() / "llama2" / "tokenizer.json");
+    j["normalizer"] = nullptr;
+    j["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "\u2581"}, {"prepend_scheme", "first"}, {"split", false}};
+    write_text(dir / "tokenizer.json", j.dump());
+    const Tokenizer tok = Tokenizer::load(dir / "tokenizer.json");
+    QCOMPARE(tok.encode("Hello <s> world"), (std::vector<int>{1, 15043, 29871, 1, 3186}));
+    QCOMPARE(tok.encode("<s>Hello</s>"), (std::vector<int>{1, 1, 10994, 2}));
+    QCOMPARE(tok.encode("a 🚀 b"), (std::vector<int>{1, 263, 29871, 243, 162, 157, 131, 289}));
+    QCOMPARE(tok.decode(tok.encode("a 🚀 b"), true), std::string("a 🚀 b"));
+  }
+
+  // Llama 3 style: ignore_merges takes a word that is in the vocabulary whole; a Sequence post-processor
+  // with a template adds <|begin_of_text|>.
+  void ignore_merges() {
+    testkit::TempDir dir;
+    const json j = llama3_style_tokenizer();
+    write_text(dir / "tokenizer.json", j.dump());
+    const Tokenizer tok = Tokenizer::load(dir / "tokenizer.json");
+    const std::string text = "abc ab abcab 1212 abca";
+    QCOMPARE(tok.encode(text), (std::vector<int>{9, 4, 11, 5, 3, 2, 3, 5, 10, 7, 8, 5, 3, 2, 0}));
+    QCOMPARE(tok.decode(tok.encode(text), true), text);
+    QCOMPARE(tok.bos_id(), std::optional<int>(9));
+  }
+
   void nfc_normalizer() {
     QCOMPARE(unicode::nfc("cafe\xCC\x81"), std::string("caf\xC3\xA9"));                 // e + acute → é
     QCOMPARE(unicode::nfc("\xE1\x84\x80\xE1\x85\xA1\xE1\x86\xA8"), std::string("\xEA\xB0\x81"));  // ᄀ ᅡ ᆨ → 각
@@ -211,12 +266,9 @@ class TestTokenizer : public QObject {
   }
 
   void split_patterns() {
-    constexpr std::string_view gpt2 = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
-    constexpr std::string_view llama3 =
-        R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-    DM_COMPARE_STR(split_with(gpt2, "Hello world's  12ab\n"), std::string("Hello| world|'s| | 12|ab|\n"));
-    DM_COMPARE_STR(split_with(llama3, "I'M 12345 ok\n\n  x"), std::string("I|'M| |123|45| ok|\n\n| | x"));
-    DM_COMPARE_STR(split_with(llama3, "Привет,мир"), std::string("Привет|,мир"));
+    DM_COMPARE_STR(split_with(kGpt2Pattern, "Hello world's  12ab\n"), std::string("Hello| world|'s| | 12|ab|\n"));
+    DM_COMPARE_STR(split_with(kLlama3Pattern, "I'M 12345 ok\n\n  x"), std::string("I|'M| |123|45| ok|\n\n| | x"));
+    DM_COMPARE_STR(split_with(kLlama3Pattern, "Привет,мир"), std::string("Привет|,мир"));
     DM_COMPARE_STR(split_with(R"(\d+|[a-c]+?x|.)", "12abx!"), std::string("12|abx|!"));
     DM_COMPARE_STR(split_with(R"((?:ab){1,2}c|\x{1F680})", "ababcabc🚀"), std::string("ababc|abc|🚀"));
     DM_COMPARE_STR(split_with(R"([^\S\n]+|\P{L}+)", " \t\n9 x"), std::string(" \t|\n9 "));
@@ -358,6 +410,17 @@ class TestTokenizer : public QObject {
       QVERIFY(ids.size() > 20000);
       QCOMPARE(tok.decode(ids), text);
     }
+  }
+
+  // Text that is not UTF-8 is encoded all the same; its stray bytes decode to U+FFFD.
+  void ill_formed_input() {
+    const std::string bad = "ok \xFF\xC3 fin \xE4\xBD";
+    for (const char* name : {"gpt2", "qwen2"}) {
+      const Tokenizer& tok = tokenizer(name);
+      QCOMPARE(tok.decode(tok.encode(bad)), unicode::to_valid_utf8(bad));
+    }
+    const std::string llama = tokenizer("llama2").decode(tokenizer("llama2").encode(bad), true);
+    QCOMPARE(llama, std::string("ok \xEF\xBF\xBD\xEF\xBF\xBD fin \xEF\xBF\xBD\xEF\xBF\xBD"));  // one U+FFFD per byte token
   }
 
   void cli_round_trip() {
