@@ -19,7 +19,6 @@
 #include <QProgressBar>
 #include <QScrollArea>
 #include <QSettings>
-#include <QSplitter>
 #include <QStatusBar>
 #include <QTableView>
 
@@ -75,17 +74,14 @@ MainWindow::MainWindow(SessionController* controller, QWidget* parent)
   table_->setEditTriggers(QAbstractItemView::DoubleClicked | QAbstractItemView::EditKeyPressed);
   table_->verticalHeader()->setDefaultSectionSize(table_->fontMetrics().height() + 6);
   table_->verticalHeader()->hide();
+  table_->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
   table_->horizontalHeader()->setSectionResizeMode(LayerTableModel::NameColumn, QHeaderView::Stretch);
+  table_->horizontalHeader()->setMinimumSectionSize(48);
   table_->setContextMenuPolicy(Qt::CustomContextMenu);
   connect(table_, &QWidget::customContextMenuRequested, this,
           [this](const QPoint& p) { showContextMenu(table_->viewport()->mapToGlobal(p)); });
 
-  auto* split = new QSplitter(Qt::Horizontal, this);
-  split->addWidget(view_);
-  split->addWidget(table_);
-  split->setStretchFactor(0, 3);
-  split->setStretchFactor(1, 2);
-  setCentralWidget(split);
+  setCentralWidget(view_);
 
   buildDocks();
   buildActions();
@@ -114,6 +110,8 @@ MainWindow::MainWindow(SessionController* controller, QWidget* parent)
   });
   connect(controller_, &SessionController::planFileOpened, this, [this](const QString& path) {
     plan_path_ = path;
+    hardware_note_.clear();
+    onMachineChanged();
     updateTitle();
   });
   connect(controller_->undoStack(), &QUndoStack::cleanChanged, this, &MainWindow::updateTitle);
@@ -145,6 +143,8 @@ void MainWindow::buildDocks() {
   auto* devices_scroll = new QScrollArea(this);
   devices_scroll->setWidget(devices_);
   devices_scroll->setWidgetResizable(true);
+  devices_scroll->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
+  devices_scroll->setFrameShape(QFrame::NoFrame);
   auto* devices_dock = new QDockWidget(tr("Devices"), this);
   devices_dock->setObjectName(QStringLiteral("devices"));
   devices_dock->setWidget(devices_scroll);
@@ -156,12 +156,21 @@ void MainWindow::buildDocks() {
   plan_dock->setWidget(controls_);
   addDockWidget(Qt::LeftDockWidgetArea, plan_dock);
 
+  auto* layers_dock = new QDockWidget(tr("Layers"), this);
+  layers_dock->setObjectName(QStringLiteral("layers"));
+  layers_dock->setWidget(table_);
+  addDockWidget(Qt::BottomDockWidgetArea, layers_dock);
+
   run_ = new RunPanel(controller_, this);
   auto* run_dock = new QDockWidget(tr("Run"), this);
   run_dock->setObjectName(QStringLiteral("run"));
   run_dock->setWidget(run_);
   addDockWidget(Qt::BottomDockWidgetArea, run_dock);
-  resizeDocks({devices_dock}, {380}, Qt::Horizontal);
+  tabifyDockWidget(layers_dock, run_dock);
+  layers_dock->raise();
+  resizeDocks({devices_dock}, {360}, Qt::Horizontal);
+  resizeDocks({devices_dock, plan_dock}, {420, 230}, Qt::Vertical);
+  resizeDocks({layers_dock}, {260}, Qt::Vertical);
 }
 
 void MainWindow::buildActions() {
@@ -327,10 +336,12 @@ void MainWindow::startup(const QString& model) {
   std::string why;
   controller_->setMachine(startup_machine(why), tr("Detect hardware"));
   controller_->undoStack()->clear();
-  hardware_note_ = QString::fromStdString(why);
-  onMachineChanged();
-  if (!why.empty()) statusBar()->showMessage(hardware_note_, 10000);
   QString what = model;
+  if (!what.endsWith(QLatin1String(".plan.json"))) {  // a plan file brings its own hardware
+    hardware_note_ = QString::fromStdString(why);
+    onMachineChanged();
+    if (!why.empty()) statusBar()->showMessage(hardware_note_, 10000);
+  }
   if (what.isEmpty()) {
     const QStringList recent = QSettings().value(QStringLiteral("recentModels")).toStringList();
     what = recent.isEmpty() ? QString::fromStdString((resources_dir() / "demo").string()) : recent.front();

@@ -24,7 +24,7 @@ namespace {
 
 constexpr int kMargin = 10;
 constexpr int kGap = 12;
-constexpr int kMinColumn = 150;
+constexpr int kMinColumn = 170;
 constexpr double kMinBlock = 3;  // a block never shrinks below this, so every unit can be clicked
 
 // "model.layers.12" → "layers.12": the common prefix of decoder models says nothing.
@@ -497,9 +497,10 @@ void PlacementView::paintColumn(QPainter& p, const Column& c) const {
   p.drawText(text, Qt::AlignLeft | Qt::AlignVCenter, p.fontMetrics().elidedText(title, Qt::ElideRight, static_cast<int>(text.width())));
   p.setFont(font());
   if (!u) return;
-  const QString used = u->budget ? tr("%1 of %2").arg(sizeText(u->needed()), sizeText(*u->budget))
+  const QString used = u->budget ? tr("%1 / %2").arg(sizeText(u->needed()), sizeText(*u->budget))
                                  : tr("%1, no limit").arg(sizeText(u->needed()));
-  p.drawText(text.translated(0, line_), Qt::AlignLeft | Qt::AlignVCenter, used);
+  p.drawText(text.translated(0, line_), Qt::AlignLeft | Qt::AlignVCenter,
+             p.fontMetrics().elidedText(used, Qt::ElideRight, static_cast<int>(text.width())));
   QString state;
   if (c.over) {
     p.setPen(overColor());
@@ -520,7 +521,9 @@ void PlacementView::paintColumn(QPainter& p, const Column& c) const {
     p.setBrush(QBrush(deviceColor(c.device), Qt::BDiagPattern));
     const QRectF r(l, c.weights_end, w, c.kv_end - c.weights_end);
     p.drawRect(r);
-    if (r.height() >= line_) p.drawText(r, Qt::AlignCenter, tr("KV cache %1").arg(sizeText(u->kv_cache)));
+    p.setPen(pal.color(QPalette::WindowText));
+    if (r.height() >= line_)
+      p.drawText(r, Qt::AlignCenter, p.fontMetrics().elidedText(tr("KV cache %1").arg(sizeText(u->kv_cache)), Qt::ElideRight, static_cast<int>(w)));
   }
   if (c.reserve_end > c.kv_end) {
     p.setPen(QPen(pal.color(QPalette::Mid), 1, Qt::DashLine));
@@ -528,7 +531,9 @@ void PlacementView::paintColumn(QPainter& p, const Column& c) const {
     const QRectF r(l, c.kv_end, w, c.reserve_end - c.kv_end);
     p.drawRect(r);
     p.setPen(pal.color(QPalette::WindowText));
-    if (r.height() >= line_) p.drawText(r, Qt::AlignCenter, tr("offload reserve %1").arg(sizeText(u->offload_reserve)));
+    if (r.height() >= line_)
+      p.drawText(r, Qt::AlignCenter,
+                 p.fontMetrics().elidedText(tr("offload reserve %1").arg(sizeText(u->offload_reserve)), Qt::ElideRight, static_cast<int>(w)));
   }
   // What does not fit: the part of the stack past the budget line.
   if (c.over && c.budget_y && c.reserve_end > *c.budget_y) {
@@ -558,11 +563,15 @@ void PlacementView::paintBlock(QPainter& p, const Block& b) const {
   if (b.rect.height() >= line_ - 2) {
     p.setPen(textOn(fill));
     const QRectF r = b.rect.adjusted(6, 0, -16, 0);
-    const QString size = sizeText(u.bytes);
-    const int size_w = p.fontMetrics().horizontalAdvance(size);
-    p.drawText(r, Qt::AlignRight | Qt::AlignVCenter, size);
-    p.drawText(r.adjusted(0, 0, -size_w - 8, 0), Qt::AlignLeft | Qt::AlignVCenter,
-               p.fontMetrics().elidedText(shortName(u.name), Qt::ElideMiddle, static_cast<int>(r.width()) - size_w - 8));
+    const QString name = shortName(u.name), size = sizeText(u.bytes);
+    const auto& fm = p.fontMetrics();
+    const int name_w = fm.horizontalAdvance(name), size_w = fm.horizontalAdvance(size);
+    if (name_w + size_w + 8 <= r.width()) {
+      p.drawText(r, Qt::AlignLeft | Qt::AlignVCenter, name);
+      p.drawText(r, Qt::AlignRight | Qt::AlignVCenter, size);
+    } else {  // narrow: the name matters more
+      p.drawText(r, Qt::AlignLeft | Qt::AlignVCenter, fm.elidedText(name, Qt::ElideMiddle, static_cast<int>(r.width())));
+    }
   }
   if (u.pinned || !u.follows.empty()) {
     // A pin head in the corner: filled when pinned, hollow when it follows a tied partner's pin.

@@ -78,11 +78,11 @@ PlanControls::PlanControls(SessionController* controller, QWidget* parent) : QWi
   auto* dtype_row = new QHBoxLayout;
   dtype_row->addWidget(dtype_, 1);
   dtype_row->addWidget(flavor_, 1);
-  form->addRow(tr("&Dtype"), dtype_row);
+  form->addRow(tr("Dtype"), dtype_row);
   auto* kv_row = new QHBoxLayout;
   kv_row->addWidget(context_, 2);
   kv_row->addWidget(batch_, 1);
-  form->addRow(tr("&KV cache"), kv_row);
+  form->addRow(tr("KV cache"), kv_row);
   form->addRow(tr("&No-split"), no_split_);
   form->addRow(QString(), offload_buffers_);
   auto* layout = new QVBoxLayout(this);

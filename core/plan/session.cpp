@@ -89,7 +89,23 @@ void Session::set_model(ModelSource source, std::string ref) {
 void Session::reset_for_model() {
   order_.clear();
   int next = 0;
-  number(model_.skeleton, 0, next, order_);
+  const Skeleton& s = model_.skeleton;
+  number(s, 0, next, order_);
+  const std::size_t n = s.modules.size();
+  module_has_tensors_.assign(n, 0);
+  layers_below_.assign(n, 0);
+  module_dtype_.assign(n, DType::F32);
+  // Children are created after their parents, so a backward sweep sees every child first.
+  for (std::size_t m = n; m-- > 0;) {
+    const auto& mod = s.modules[m];
+    module_has_tensors_[m] = module_has_tensors_[m] || !mod.params.empty() || !mod.buffers.empty();
+    module_dtype_[m] = main_dtype(s, static_cast<int>(m));
+    if (mod.parent >= 0) {
+      const auto p = static_cast<std::size_t>(mod.parent);
+      module_has_tensors_[p] = module_has_tensors_[p] || module_has_tensors_[m];
+      layers_below_[p] = layers_below_[p] || layers_below_[m] || mod.is_layer;
+    }
+  }
   state_.options.pins.clear();
   state_.options.no_split_classes.reset();
 }
@@ -215,21 +231,44 @@ void Session::replan() {
 void Session::compute_units() {
   const Skeleton& s = model_.skeleton;
   units_.reserve(plan_.raw_map.entries().size());
-  for (const auto& [name, device] : plan_.raw_map.entries()) {
+  auto add_tensor = [&](int t, Device device) {
+    const auto& st = s.tensors[static_cast<std::size_t>(t)];
     PlacedUnit u;
-    u.name = name;
+    u.name = st.name;
     u.device = device;
-    if (const int m = s.find_module(name); m >= 0) {
-      u.cls = s.modules[static_cast<std::size_t>(m)].cls;
-      u.bytes = sizes_.module[static_cast<std::size_t>(m)];
-      u.dtype = main_dtype(s, m);
-    } else if (const int t = s.find_tensor(name); t >= 0) {
-      const auto& st = s.tensors[static_cast<std::size_t>(t)];
-      u.tensor = true;
-      u.cls = st.buffer ? "buffer" : "parameter";
-      u.bytes = sizes_.tensor[static_cast<std::size_t>(t)];
-      u.dtype = st.dtype;
+    u.tensor = true;
+    u.cls = st.buffer ? "buffer" : "parameter";
+    u.bytes = sizes_.tensor[static_cast<std::size_t>(t)];
+    u.dtype = st.dtype;
+    units_.push_back(std::move(u));
+  };
+  // A key above the decoder layers ("model", "model.layers") is shown as its parts, so that the picture
+  // always has one block per layer, embedding, norm and head, however the map was cleaned.
+  auto add_module = [&](auto&& self, int m, Device device) -> void {
+    const auto& mod = s.modules[static_cast<std::size_t>(m)];
+    if (!module_has_tensors_[static_cast<std::size_t>(m)]) return;
+    if (!mod.is_layer && layers_below_[static_cast<std::size_t>(m)]) {
+      for (int t : mod.params) add_tensor(t, device);
+      for (int c : mod.children) self(self, c, device);
+      for (int t : mod.buffers) add_tensor(t, device);
+      return;
     }
+    PlacedUnit u;
+    u.name = mod.name;
+    u.device = device;
+    u.cls = mod.cls;
+    u.bytes = sizes_.module[static_cast<std::size_t>(m)];
+    u.dtype = module_dtype_[static_cast<std::size_t>(m)];
+    units_.push_back(std::move(u));
+  };
+  for (const auto& [name, device] : plan_.raw_map.entries()) {
+    if (const int m = s.find_module(name); m >= 0)
+      add_module(add_module, m, device);
+    else if (const int t = s.find_tensor(name); t >= 0)
+      add_tensor(t, device);
+  }
+  for (auto& u : units_) {
+    const auto& name = u.name;
     const auto o = order_.find(name);
     u.order = o == order_.end() ? static_cast<int>(order_.size()) : o->second;
     u.pinned = is_pinned(name);
@@ -240,7 +279,6 @@ void Session::compute_units() {
         const auto to = note.find(" to ", head.size());
         u.follows = note.substr(head.size(), to == std::string::npos ? std::string::npos : to - head.size());
       }
-    units_.push_back(std::move(u));
   }
   std::stable_sort(units_.begin(), units_.end(), [](const PlacedUnit& a, const PlacedUnit& b) { return a.order < b.order; });
 }
@@ -276,6 +314,12 @@ void Session::apply(const PlanFile& file, Machine m) {
 ImportCheck Session::check_import(const DeviceMap& map) const {
   ImportCheck c;
   c.problems = validate(map, model_.skeleton);
+  // As Accelerate's check_device_map (over state_dict()): non-persistent buffers need no key.
+  std::erase_if(c.problems.uncovered, [&](const std::string& name) {
+    const int t = model_.skeleton.find_tensor(name);
+    return t >= 0 && model_.skeleton.tensors[static_cast<std::size_t>(t)].buffer &&
+           !model_.skeleton.tensors[static_cast<std::size_t>(t)].persistent;
+  });
   for (const auto& d : map.devices())
     if (!d.is_disk() && !state_.budgets.has(d)) c.unknown_devices.push_back(d);
   return c;

@@ -22,8 +22,9 @@
 
 namespace devicemap {
 
-// One block of the placement picture: a key of the plan's raw map (a whole top-level module, a layer,
-// or the sub-modules and tensors of a layer the walk had to split).
+// One block of the placement picture: an embedding, a decoder layer, a norm, a head — or the sub-modules
+// and tensors of a layer the walk had to split. Keys of the plan's raw map above the layers ("model")
+// are shown as their parts.
 struct PlacedUnit {
   std::string name;          // "model.layers.12", "lm_head"
   std::string cls;           // module class ("LlamaDecoderLayer"), or "parameter" / "buffer"
@@ -145,6 +146,8 @@ class Session {
   std::string model_ref_;
   bool has_model_ = false;
   std::unordered_map<std::string, int> order_;  // module and tensor names → registration order
+  std::vector<char> module_has_tensors_, layers_below_;
+  std::vector<DType> module_dtype_;
   State state_;
   ModuleSizes sizes_;
   Plan plan_;
