@@ -255,6 +255,22 @@ class TestTokenizer : public QObject {
     QCOMPARE(tok.bos_id(), std::optional<int>(9));
   }
 
+  // lstrip / rstrip swallow the whitespace beside an added token; single_word matches only outside words.
+  void added_token_flags() {
+    testkit::TempDir dir;
+    json j = llama3_style_tokenizer();
+    j["model"]["vocab"].update(json{{"<mask>", 12}, {"<r>", 13}, {"<sw>", 14}});
+    j["added_tokens"].push_back({{"id", 12}, {"content", "<mask>"}, {"lstrip", true}, {"special", true}, {"normalized", false}});
+    j["added_tokens"].push_back({{"id", 13}, {"content", "<r>"}, {"rstrip", true}, {"special", false}, {"normalized", false}});
+    j["added_tokens"].push_back({{"id", 14}, {"content", "<sw>"}, {"single_word", true}, {"special", false}, {"normalized", true}});
+    write_text(dir / "tokenizer.json", j.dump());
+    const Tokenizer tok = Tokenizer::load(dir / "tokenizer.json");
+    QCOMPARE(tok.encode("ab  <mask> ab<r>  ab"), (std::vector<int>{9, 3, 12, 11, 13, 3}));
+    QCOMPARE(tok.encode("a<sw>b <sw> c<sw>"), (std::vector<int>{9, 0, 1, 5, 14, 5, 2}));
+    QCOMPARE(tok.encode(" <mask><mask>  <r> <r>"), (std::vector<int>{9, 12, 12, 5, 5, 13, 13}));
+    QCOMPARE(tok.decode(std::vector<int>{9, 3, 12, 13, 3}, true), std::string("ab<r>ab"));
+  }
+
   void nfc_normalizer() {
     QCOMPARE(unicode::nfc("cafe\xCC\x81"), std::string("caf\xC3\xA9"));                 // e + acute → é
     QCOMPARE(unicode::nfc("\xE1\x84\x80\xE1\x85\xA1\xE1\x86\xA8"), std::string("\xEA\xB0\x81"));  // ᄀ ᅡ ᆨ → 각
