@@ -199,6 +199,41 @@ class TestRunDemo : public QObject {
     QVERIFY(max_logit_error(a, reference) < max_logit_error(low, reference));
   }
 
+  void prefetchingOffloadedBlocks() {
+    testkit::TempDir dir;
+    write_bf16_sharded(dir.path());
+    const auto checkpoint = Checkpoint::open(dir.path());
+    // bfloat16 blocks on "disk" run as float32: every pass casts them, ahead of time when prefetching.
+    LoadOptions f32;
+    f32.dtype = DType::F32;
+    f32.prefetch = false;
+    Model plain = Model::load(checkpoint, blocks_on_disk(5), f32);
+    f32.prefetch = true;
+    Model ahead = Model::load(checkpoint, blocks_on_disk(5), f32);
+    const std::vector<std::int64_t> prompt{1, 403, 407};
+    const auto a = generate(plain, prompt, greedy(30)), b = generate(ahead, prompt, greedy(30));
+    QCOMPARE(a.tokens, b.tokens);
+    QCOMPARE(ahead.evaluate(prompt).values, plain.evaluate(prompt).values);
+
+    constexpr std::uint64_t per_pass = 5 * 9;  // every tensor of every block
+    const std::uint64_t passes = 1 + 29 + 1;   // prefill, decode steps, evaluate
+    QCOMPARE(plain.transfer_stats().fetched_tensors, per_pass * passes);
+    QCOMPARE(plain.transfer_stats().prefetched_tensors, std::uint64_t{0});
+    // Only the first pass, which learns what each block needs, fetches on demand.
+    QCOMPARE(ahead.transfer_stats().fetched_tensors, per_pass);
+    QCOMPARE(ahead.transfer_stats().prefetched_tensors, per_pass * (passes - 1));
+    QCOMPARE(ahead.transfer_stats().transferred_bytes, plain.transfer_stats().transferred_bytes);
+
+    // float32 blocks on "disk" run from the mapping: nothing to copy, their pages are read ahead.
+    Model mapped = Model::load(testkit::demo_dir(), blocks_on_disk(5));
+    generate(mapped, prompt, greedy(5));
+    QCOMPARE(mapped.transfer_stats().fetched_tensors + mapped.transfer_stats().prefetched_tensors, std::uint64_t{0});
+    QVERIFY(mapped.transfer_stats().advised_bytes > 0);
+    Model resident = Model::load(testkit::demo_dir(), all_on(Device::cpu()));
+    generate(resident, prompt, greedy(5));
+    QCOMPARE(resident.transfer_stats().advised_bytes, std::uint64_t{0});
+  }
+
   void stopsAtStopIdAndWhenTheCallbackSaysSo() {
     Model model = Model::load(testkit::demo_dir(), all_on(Device::cpu()));
     const auto reference = ints(expected()["greedy_ids_including_bos"]);

@@ -7,6 +7,7 @@
 #include "run/tensor_layout.hpp"
 #include "run/attention.hpp"
 #include "run/kv_cache.hpp"
+#include "run/prefetcher.hpp"
 #include "run/model_config.hpp"
 #include "run/transformer.hpp"
 #include "run/weights.hpp"
@@ -16,7 +17,8 @@ namespace {
 
 class Gpt2 final : public Transformer {
  public:
-  Gpt2(const ModelConfig& config, const Weights& weights) : c_(config), w_(weights) {}
+  Gpt2(const ModelConfig& config, const Weights& weights, Prefetcher& prefetcher)
+      : c_(config), w_(weights), p_(prefetcher) {}
 
   at::Tensor forward(const at::Tensor& ids, KvCache* cache, bool all_positions) override {
     const std::int64_t past = cache ? cache->length() : 0, n = ids.size(0);
@@ -25,16 +27,20 @@ class Gpt2 final : public Transformer {
                   " tokens (n_positions); the sequence would have " + std::to_string(past + n));
     const auto device = w_.execution_device("transformer.wte.weight");
     const at::Tensor positions = at::arange(past, past + n, at::TensorOptions().dtype(at::kLong).device(device));
-    at::Tensor h = at::embedding(w_.fetch("transformer.wte.weight", device), ids.to(device));
+    at::Tensor h = at::embedding(p_.fetch("transformer.wte.weight", device), ids.to(device));
     const auto wpe_device = w_.execution_device("transformer.wpe.weight");
-    h = h.add(move(at::embedding(w_.fetch("transformer.wpe.weight", wpe_device), positions.to(wpe_device)), device));
-    for (std::int64_t i = 0; i < c_.num_layers; ++i) h = block(i, h, cache, past);
+    h = h.add(move(at::embedding(p_.fetch("transformer.wpe.weight", wpe_device), positions.to(wpe_device)), device));
+    for (std::int64_t i = 0; i < c_.num_layers; ++i) {
+      p_.enter_block(static_cast<std::size_t>(i));
+      h = block(i, h, cache, past);
+    }
+    p_.leave_blocks();
     if (cache) cache->commit(n);
     if (!all_positions) h = h.narrow(0, n - 1, 1);
     const auto norm_device = w_.execution_device("transformer.ln_f.weight");
     h = layer_norm("transformer.ln_f", move(h, norm_device), norm_device);
     const auto head_device = w_.execution_device("lm_head.weight");
-    return at::linear(move(h, head_device), w_.fetch("lm_head.weight", head_device)).to(at::kCPU, at::kFloat);
+    return at::linear(move(h, head_device), p_.fetch("lm_head.weight", head_device)).to(at::kCPU, at::kFloat);
   }
 
  private:
@@ -43,12 +49,12 @@ class Gpt2 final : public Transformer {
   }
 
   at::Tensor layer_norm(const std::string& name, const at::Tensor& x, const c10::Device& device) const {
-    return at::layer_norm(x, {c_.hidden_size}, w_.fetch(name + ".weight", device), w_.fetch(name + ".bias", device),
+    return at::layer_norm(x, {c_.hidden_size}, p_.fetch(name + ".weight", device), p_.fetch(name + ".bias", device),
                           c_.norm_eps);
   }
 
   at::Tensor conv1d(const std::string& name, const at::Tensor& x, const c10::Device& device) const {
-    return at::addmm(w_.fetch(name + ".bias", device), x, w_.fetch(name + ".weight", device));
+    return at::addmm(p_.fetch(name + ".bias", device), x, p_.fetch(name + ".weight", device));
   }
 
   at::Tensor activation(const at::Tensor& x) const {
@@ -81,12 +87,13 @@ class Gpt2 final : public Transformer {
 
   const ModelConfig& c_;
   const Weights& w_;
+  Prefetcher& p_;
 };
 
 }  // namespace
 
-std::unique_ptr<Transformer> make_gpt2(const ModelConfig& config, const Weights& weights) {
-  return std::make_unique<Gpt2>(config, weights);
+std::unique_ptr<Transformer> make_gpt2(const ModelConfig& config, const Weights& weights, Prefetcher& prefetcher) {
+  return std::make_unique<Gpt2>(config, weights, prefetcher);
 }
 
 }  // namespace devicemap

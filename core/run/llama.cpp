@@ -7,6 +7,7 @@
 #include "run/tensor_layout.hpp"
 #include "run/attention.hpp"
 #include "run/kv_cache.hpp"
+#include "run/prefetcher.hpp"
 #include "run/model_config.hpp"
 #include "run/rope.hpp"
 #include "run/transformer.hpp"
@@ -34,21 +35,25 @@ at::Tensor rotate_half(const at::Tensor& x) {
 
 class Llama final : public Transformer {
  public:
-  Llama(const ModelConfig& config, const Weights& weights)
-      : c_(config), w_(weights), inv_freq_(inverse_frequencies(config)), scale_(1.0 / std::sqrt(double(config.head_dim))) {}
+  Llama(const ModelConfig& config, const Weights& weights, Prefetcher& prefetcher)
+      : c_(config), w_(weights), p_(prefetcher), inv_freq_(inverse_frequencies(config)), scale_(1.0 / std::sqrt(double(config.head_dim))) {}
 
   at::Tensor forward(const at::Tensor& ids, KvCache* cache, bool all_positions) override {
     const std::int64_t past = cache ? cache->length() : 0, n = ids.size(0);
     const auto embed_device = w_.execution_device("model.embed_tokens.weight");
-    at::Tensor h = at::embedding(w_.fetch("model.embed_tokens.weight", embed_device), ids.to(embed_device));
+    at::Tensor h = at::embedding(p_.fetch("model.embed_tokens.weight", embed_device), ids.to(embed_device));
     Rotary rotary(inv_freq_, past, n);
-    for (std::int64_t i = 0; i < c_.num_layers; ++i) h = block(i, h, cache, past, rotary);
+    for (std::int64_t i = 0; i < c_.num_layers; ++i) {
+      p_.enter_block(static_cast<std::size_t>(i));
+      h = block(i, h, cache, past, rotary);
+    }
+    p_.leave_blocks();
     if (cache) cache->commit(n);
     if (!all_positions) h = h.narrow(0, n - 1, 1);
     const auto norm_device = w_.execution_device("model.norm.weight");
-    h = rms_norm(move(h, norm_device), w_.fetch("model.norm.weight", norm_device), c_.norm_eps);
+    h = rms_norm(move(h, norm_device), p_.fetch("model.norm.weight", norm_device), c_.norm_eps);
     const auto head_device = w_.execution_device("lm_head.weight");
-    return at::linear(move(h, head_device), w_.fetch("lm_head.weight", head_device)).to(at::kCPU, at::kFloat);
+    return at::linear(move(h, head_device), p_.fetch("lm_head.weight", head_device)).to(at::kCPU, at::kFloat);
   }
 
  private:
@@ -82,7 +87,7 @@ class Llama final : public Transformer {
   }
 
   at::Tensor linear(const std::string& name, const at::Tensor& x, const c10::Device& device) const {
-    return at::linear(x, w_.fetch(name + ".weight", device), w_.fetch_if_present(name + ".bias", device));
+    return at::linear(x, p_.fetch(name + ".weight", device), p_.fetch_if_present(name + ".bias", device));
   }
 
   at::Tensor block(std::int64_t index, at::Tensor h, KvCache* cache, std::int64_t past, Rotary& rotary) const {
@@ -92,7 +97,7 @@ class Llama final : public Transformer {
     // Attention runs where its projections execute; the cache of this block lives there too.
     const auto device = w_.execution_device(b + ".self_attn.q_proj.weight");
     h = move(h, device);
-    const at::Tensor x = rms_norm(h, w_.fetch(b + ".input_layernorm.weight", device), c_.norm_eps);
+    const at::Tensor x = rms_norm(h, p_.fetch(b + ".input_layernorm.weight", device), c_.norm_eps);
     at::Tensor q = linear(b + ".self_attn.q_proj", x, device).view({n, c_.num_heads, c_.head_dim}).transpose(0, 1);
     at::Tensor k = linear(b + ".self_attn.k_proj", x, device).view({n, c_.num_kv_heads, c_.head_dim}).transpose(0, 1);
     at::Tensor v = linear(b + ".self_attn.v_proj", x, device).view({n, c_.num_kv_heads, c_.head_dim}).transpose(0, 1);
@@ -105,21 +110,22 @@ class Llama final : public Transformer {
 
     const auto mlp_device = w_.execution_device(b + ".mlp.gate_proj.weight");
     h = move(h, mlp_device);
-    const at::Tensor y = rms_norm(h, w_.fetch(b + ".post_attention_layernorm.weight", mlp_device), c_.norm_eps);
+    const at::Tensor y = rms_norm(h, p_.fetch(b + ".post_attention_layernorm.weight", mlp_device), c_.norm_eps);
     const at::Tensor gated = at::silu(linear(b + ".mlp.gate_proj", y, mlp_device)).mul(linear(b + ".mlp.up_proj", y, mlp_device));
     return h.add(linear(b + ".mlp.down_proj", gated, mlp_device));
   }
 
   const ModelConfig& c_;
   const Weights& w_;
+  Prefetcher& p_;
   at::Tensor inv_freq_;
   double scale_;
 };
 
 }  // namespace
 
-std::unique_ptr<Transformer> make_llama(const ModelConfig& config, const Weights& weights) {
-  return std::make_unique<Llama>(config, weights);
+std::unique_ptr<Transformer> make_llama(const ModelConfig& config, const Weights& weights, Prefetcher& prefetcher) {
+  return std::make_unique<Llama>(config, weights, prefetcher);
 }
 
 }  // namespace devicemap

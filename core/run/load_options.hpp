@@ -30,6 +30,8 @@ struct LoadOptions {
   // Refuse to load when the map puts more on a device than it has free (detected: NVML for GPUs,
   // MemAvailable for RAM), instead of failing half-way or swapping.
   bool check_memory = true;
+  // Fetch the next block's offloaded weights on a background thread while a block runs.
+  bool prefetch = true;
 };
 
 struct LoadCancelled : Error {

@@ -10,6 +10,7 @@
 #include "run/kv_cache.hpp"
 #include "run/load_plan.hpp"
 #include "run/loader.hpp"
+#include "run/prefetcher.hpp"
 #include "run/transformer.hpp"
 
 namespace devicemap {
@@ -31,6 +32,7 @@ struct Model::Impl {
   GenerationOptions generation;
   LoadReport report;
   std::unique_ptr<Weights> weights;
+  std::unique_ptr<Prefetcher> prefetcher;
   std::unique_ptr<Transformer> transformer;
   std::unique_ptr<KvCache> cache;
 
@@ -80,9 +82,11 @@ Model Model::load(const Checkpoint& checkpoint, const DeviceMap& map, const Load
   } catch (const c10::Error& e) {  // out of device memory, mostly
     throw Error(checkpoint.dir().string() + ": loading failed: " + e.what_without_backtrace());
   }
+  impl->prefetcher = std::make_unique<Prefetcher>(*impl->weights, static_cast<std::size_t>(impl->config.num_layers),
+                                                  options.prefetch);
   switch (impl->config.family) {
-    case ModelFamily::Llama: impl->transformer = make_llama(impl->config, *impl->weights); break;
-    case ModelFamily::Gpt2: impl->transformer = make_gpt2(impl->config, *impl->weights); break;
+    case ModelFamily::Llama: impl->transformer = make_llama(impl->config, *impl->weights, *impl->prefetcher); break;
+    case ModelFamily::Gpt2: impl->transformer = make_gpt2(impl->config, *impl->weights, *impl->prefetcher); break;
   }
   impl->cache = std::make_unique<KvCache>(impl->config.num_layers, impl->config.max_position_embeddings);
   impl->report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -97,6 +101,7 @@ const ModelConfig& Model::config() const { return impl_->config; }
 const LoadReport& Model::load_report() const { return impl_->report; }
 const GenerationOptions& Model::generation_defaults() const { return impl_->generation; }
 std::int64_t Model::cached_tokens() const { return impl_->cache->length(); }
+TransferStats Model::transfer_stats() const { return impl_->prefetcher->stats(); }
 void Model::reset() { impl_->cache->clear(); }
 
 Logits Model::forward(std::span<const std::int64_t> ids, bool all_positions) {
@@ -106,9 +111,11 @@ Logits Model::forward(std::span<const std::int64_t> ids, bool all_positions) {
     return Impl::to_logits(impl_->transformer->forward(t, impl_->cache.get(), all_positions));
   } catch (const c10::Error& e) {
     impl_->cache->clear();
+    impl_->prefetcher->reset();
     throw Error(std::string("the forward pass failed: ") + e.what_without_backtrace());
   } catch (...) {
     impl_->cache->clear();
+    impl_->prefetcher->reset();
     throw;
   }
 }
@@ -119,7 +126,11 @@ Logits Model::evaluate(std::span<const std::int64_t> ids) {
   try {
     return Impl::to_logits(impl_->transformer->forward(t, nullptr, true));
   } catch (const c10::Error& e) {
+    impl_->prefetcher->reset();
     throw Error(std::string("the forward pass failed: ") + e.what_without_backtrace());
+  } catch (...) {
+    impl_->prefetcher->reset();
+    throw;
   }
 }
 

@@ -32,6 +32,15 @@ struct Logits {
   }
 };
 
+// What running moved between devices: weights fetched to their execution device (GPU copies of "cpu"
+// and "disk" blocks, casts of "disk" tensors), on demand or prefetched while the previous block ran.
+struct TransferStats {
+  std::uint64_t fetched_tensors = 0;     // copies or casts made when a block asked
+  std::uint64_t prefetched_tensors = 0;  // copies or casts made ahead of time and used
+  std::uint64_t transferred_bytes = 0;   // bytes of both
+  std::uint64_t advised_bytes = 0;       // "disk" bytes the kernel was asked to read ahead
+};
+
 class Model {
  public:
   // Reads config.json and generation_config.json and loads every weight by `map` (see loader.hpp for
@@ -58,6 +67,7 @@ class Model {
   Logits evaluate(std::span<const std::int64_t> ids);
 
   std::int64_t cached_tokens() const;
+  TransferStats transfer_stats() const;
   void reset();  // forget the cached tokens
 
  private:

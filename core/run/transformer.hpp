@@ -8,6 +8,7 @@
 namespace devicemap {
 
 class KvCache;
+class Prefetcher;
 class Weights;
 struct ModelConfig;
 
@@ -20,8 +21,8 @@ class Transformer {
   virtual at::Tensor forward(const at::Tensor& ids, KvCache* cache, bool all_positions) = 0;
 };
 
-// `weights` must outlive the result.
-std::unique_ptr<Transformer> make_llama(const ModelConfig& config, const Weights& weights);
-std::unique_ptr<Transformer> make_gpt2(const ModelConfig& config, const Weights& weights);
+// Weights are fetched through `prefetcher`; `weights` and `prefetcher` must outlive the result.
+std::unique_ptr<Transformer> make_llama(const ModelConfig& config, const Weights& weights, Prefetcher& prefetcher);
+std::unique_ptr<Transformer> make_gpt2(const ModelConfig& config, const Weights& weights, Prefetcher& prefetcher);
 
 }  // namespace devicemap

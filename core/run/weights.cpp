@@ -31,11 +31,23 @@ const StoredTensor& Weights::stored(std::string_view name) const {
   return it->second;
 }
 
+namespace {
+
+c10::ScalarType dtype_on(const at::Tensor& t, const ExecutionPolicy& policy, const c10::Device& device) {
+  return at::isFloatingType(t.scalar_type()) ? policy.compute_dtype(device) : t.scalar_type();
+}
+
+}  // namespace
+
+bool Weights::needs_transfer(std::string_view name, const c10::Device& device) const {
+  const at::Tensor& t = stored(name).tensor;
+  return t.device() != device || t.scalar_type() != dtype_on(t, policy_, device);
+}
+
 at::Tensor Weights::fetch(std::string_view name, const c10::Device& device) const {
   const at::Tensor& t = stored(name).tensor;
-  const auto dtype = at::isFloatingType(t.scalar_type()) ? policy_.compute_dtype(device) : t.scalar_type();
   // to() returns the tensor itself when device and dtype already match: resident weights cost nothing.
-  return t.to(device, dtype);
+  return t.to(device, dtype_on(t, policy_, device));
 }
 
 at::Tensor Weights::fetch_if_present(std::string_view name, const c10::Device& device) const {

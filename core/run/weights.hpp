@@ -50,6 +50,8 @@ class Weights {
   const StoredTensor& stored(std::string_view name) const;
   c10::Device execution_device(std::string_view name) const { return policy_.execution_device(stored(name).placement); }
 
+  // Whether fetch() must copy or cast (the tensor lives elsewhere or in another dtype).
+  bool needs_transfer(std::string_view name, const c10::Device& device) const;
   // The tensor on `device`, floating tensors in that device's compute dtype.
   at::Tensor fetch(std::string_view name, const c10::Device& device) const;
   // Same, or an undefined tensor when absent (optional biases).
