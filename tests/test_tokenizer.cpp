@@ -288,6 +288,9 @@ class TestTokenizer : public QObject {
     DM_COMPARE_STR(split_with(R"(\d+|[a-c]+?x|.)", "12abx!"), std::string("12|abx|!"));
     DM_COMPARE_STR(split_with(R"((?:ab){1,2}c|\x{1F680})", "ababcabc🚀"), std::string("ababc|abc|🚀"));
     DM_COMPARE_STR(split_with(R"([^\S\n]+|\P{L}+)", " \t\n9 x"), std::string(" \t|\n9 "));
+    // Exponential backtracking is cut off with an error instead of hanging.
+    const std::string slow = error_of([] { split_with("(?:(?:a?){16}){16}b", std::string(40, 'a')); });
+    QVERIFY2(contains(slow, "backtracking"), slow.c_str());
     for (const char* bad : {"(?<=a)b", "a{1,", "\\p{Greek}", "(ab)+", "[a-", "(a", "a)", "\\1"})
       QVERIFY2(contains(error_of([&] { SplitRegex::compile(bad); }), "pattern"), bad);
   }

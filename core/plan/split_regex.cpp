@@ -380,7 +380,12 @@ class RegexMatcher {
   RegexMatcher(const SplitRegex& re, const std::vector<char32_t>& text) : re_(re), t_(text) {}
 
   // End of the match starting at `pos`, or -1.
-  long match_at(std::size_t pos) const { return match(re_.root_, 0, pos, nullptr); }
+  long match_at(std::size_t pos) const {
+    // Backtracking is exponential for some patterns (nested bounded repeats): a file's pattern gets a budget
+    // far above what real split patterns need (a few steps per character), so that it cannot hang encoding.
+    budget_ = 100000 + 64 * (t_.size() - pos);
+    return match(re_.root_, 0, pos, nullptr);
+  }
 
  private:
   struct Cont {
@@ -391,6 +396,7 @@ class RegexMatcher {
 
   long match(const SplitRegex::Seq& seq, std::size_t i, std::size_t pos, const Cont* k) const {
     using Kind = SplitRegex::Node::Kind;
+    if (budget_-- == 0) throw Error("pre-tokenizer pattern '" + re_.source_ + "' needs too much backtracking on this text");
     while (true) {
       if (i == seq.size()) {
         if (!k) return static_cast<long>(pos);
@@ -448,10 +454,12 @@ class RegexMatcher {
 
   const SplitRegex& re_;
   const std::vector<char32_t>& t_;
+  mutable std::size_t budget_ = 0;
 };
 
 SplitRegex SplitRegex::compile(std::string_view pattern) {
   SplitRegex re;
+  re.source_ = pattern;
   RegexParser(re, pattern).parse();
   return re;
 }

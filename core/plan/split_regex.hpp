@@ -32,6 +32,7 @@ class SplitRegex {
  private:
   friend class RegexParser;
   friend class RegexMatcher;
+  std::string source_;
   std::vector<CharSet> sets_;
   std::vector<Node> nodes_;
   Seq root_;
