@@ -1,0 +1,171 @@
+// The desktop program's files: importing hand-written device maps (valid, an uncovered tensor, an
+// unknown device), saving and opening plan files, and the text Copy as JSON / Python puts out.
+#include <QtTest/QtTest>
+
+#include <QApplication>
+
+#include <fstream>
+
+#include "plan/session.hpp"
+#include "testkit.hpp"
+#include "ui/main_window.hpp"
+#include "ui/map_text.hpp"
+#include "ui/session_controller.hpp"
+
+using namespace devicemap;
+using namespace devicemap::ui;
+
+namespace {
+
+Machine small_machine() {
+  return machine_from_profile(nlohmann::json::parse(R"({
+      "name": "two small GPUs",
+      "gpus": [{"name": "A", "memory": "400KiB"}, {"name": "B", "memory": "400KiB"}],
+      "cpu": {"memory": "300KiB"},
+      "disk": {"free": "1GiB"}})"),
+                              "test profile");
+}
+
+QString write(const testkit::TempDir& dir, const std::string& name, const std::string& text) {
+  std::ofstream(dir / name) << text;
+  return QString::fromStdString((dir / name).string());
+}
+
+}  // namespace
+
+class TestUiExchange : public QObject {
+  Q_OBJECT
+
+  SessionController* controller_ = nullptr;
+  MainWindow* window_ = nullptr;
+
+  const Session& session() const { return controller_->session(); }
+
+ private Q_SLOTS:
+  void initTestCase() {
+    QStandardPaths::setTestModeEnabled(true);
+    QApplication::setOrganizationName(QStringLiteral("DeviceMapTests"));
+    QApplication::setApplicationName(QStringLiteral("test_ui_exchange"));
+    QSettings().clear();
+  }
+
+  void init() {
+    controller_ = new SessionController;
+    controller_->setMachine(small_machine(), QStringLiteral("test machine"));
+    controller_->openModelNow(testkit::demo_dir().string());
+    window_ = new MainWindow(controller_);
+  }
+
+  void cleanup() {
+    delete window_;
+    delete controller_;
+  }
+
+  void importValidMapThenUndo() {
+    testkit::TempDir dir;
+    const std::string before = session().plan().device_map.to_json().dump();
+    const QString path = write(dir, "map.json", R"({"model.embed_tokens": "cpu", "model.layers.0": 0, "model.layers.1": 0,
+        "model.layers.2": 1, "model.layers.3": 1, "model.layers.4": "disk", "model.norm": "disk", "lm_head": "cpu"})");
+    QCOMPARE(window_->importDeviceMap(path), QString());
+    const auto map = DeviceMap::load(path.toStdString());
+    for (const auto& t : session().model().skeleton.tensors)
+      if (const auto d = map.device_of(t.name)) QCOMPARE(session().plan().device_map.device_of(t.name), d);
+    QCOMPARE(session().pins().size(), map.entries().size());
+    controller_->undoStack()->undo();
+    QVERIFY(session().pins().empty());
+    QCOMPARE(session().plan().device_map.to_json().dump(), before);
+  }
+
+  void importReportsUncoveredTensorAndChangesNothing() {
+    testkit::TempDir dir;
+    const std::string before = session().plan().device_map.to_json().dump();
+    const int steps = controller_->undoStack()->count();
+    const QString path = write(dir, "map.json", R"({"model.embed_tokens": 0, "model.layers": 0, "model.norm": 0})");
+    const QString error = window_->importDeviceMap(path);
+    QVERIFY2(error.contains(QStringLiteral("lm_head.weight")), qPrintable(error));
+    QCOMPARE(session().plan().device_map.to_json().dump(), before);
+    QCOMPARE(controller_->undoStack()->count(), steps);
+  }
+
+  void importReportsUnknownDevice() {
+    testkit::TempDir dir;
+    const QString path = write(dir, "map.json", R"({"model": 0, "lm_head": "cuda:5"})");
+    const QString error = window_->importDeviceMap(path);
+    QVERIFY2(error.contains(QStringLiteral("device 5")), qPrintable(error));
+    QVERIFY(session().pins().empty());
+  }
+
+  void importReportsMalformedFile() {
+    testkit::TempDir dir;
+    QVERIFY(!window_->importDeviceMap(write(dir, "map.json", R"({"model": "tpu"})")).isEmpty());
+    QVERIFY(!window_->importDeviceMap(write(dir, "broken.json", "{")).isEmpty());
+    QVERIFY(!window_->importDeviceMap(QString::fromStdString((dir / "missing.json").string())).isEmpty());
+  }
+
+  void planFileSavesAndOpensTheSamePlan() {
+    controller_->setBudget(Device::gpu(0), 250 * 1024);
+    PlanOptions o = session().options();
+    o.strategy = Strategy::Sequential;
+    o.kv = {128, 1};
+    controller_->setOptions(o, QStringLiteral("options"));
+    controller_->pin({"model.layers.2"}, Device::cpu());
+    controller_->addVirtualGpu(QStringLiteral("extra"), 200 * 1024);
+    QVERIFY(session().plan_error().empty());
+    const std::string plan_json = session().plan_file().to_json().dump();
+    const std::string map_json = session().plan().device_map.to_json().dump();
+
+    testkit::TempDir dir;
+    const QString path = QString::fromStdString((dir / "demo.plan.json").string());
+    QCOMPARE(window_->savePlan(path), QString());
+    QVERIFY(controller_->undoStack()->isClean());
+
+    // A fresh window opens it to the same state.
+    SessionController other;
+    MainWindow second(&other);
+    QCOMPARE(second.openPlanNow(path), QString());
+    QCOMPARE(other.session().plan_file().to_json().dump(), plan_json);
+    QCOMPARE(other.session().plan().device_map.to_json().dump(), map_json);
+    QCOMPARE(other.session().machine().gpus().size(), std::size_t{3});
+    QVERIFY(second.windowTitle().contains(QStringLiteral("demo.plan.json")));
+
+    // A plan whose pin names nothing in its model is refused, and the window keeps what it had.
+    auto bad = nlohmann::json::parse(plan_json);
+    bad["pins"]["model.layers.42"] = "cpu";
+    const QString bad_path = write(dir, "bad.plan.json", bad.dump());
+    const QString error = second.openPlanNow(bad_path);
+    QVERIFY2(error.contains(QStringLiteral("model.layers.42")), qPrintable(error));
+    QCOMPARE(other.session().plan_file().to_json().dump(), plan_json);
+  }
+
+  void copyTextsCarryTheMap() {
+    controller_->pin({"model.layers.4"}, Device::disk());
+    const QString json = window_->deviceMapText();
+    QCOMPARE(json.toStdString(), session().plan().device_map.to_json().dump(2) + "\n");
+    const QString python = window_->pythonText();
+    QVERIFY(python.contains(QStringLiteral("from_pretrained(")));
+    QVERIFY(python.contains(QStringLiteral("device_map=device_map")));
+    QVERIFY(python.contains(QStringLiteral("\"model.layers.4\": \"disk\"")));
+    QVERIFY(python.contains(QStringLiteral("offload_folder=")));
+    QVERIFY(python.contains(QString::fromStdString(testkit::demo_dir().string())));
+  }
+
+  void pythonUsesTheRepoIdOfCacheFoldersAndCatalogEntries() {
+    QCOMPARE(modelIdFor("/home/u/.cache/huggingface/hub/models--meta-llama--Llama-3.1-8B/snapshots/abc", ""),
+             std::string("meta-llama/Llama-3.1-8B"));
+    QCOMPARE(modelIdFor("catalog:llama-3.1-8b", "meta-llama/Llama-3.1-8B"), std::string("meta-llama/Llama-3.1-8B"));
+    QCOMPARE(modelIdFor("/models/mine", ""), std::string("/models/mine"));
+    MaxMemory budgets;
+    budgets.set(Device::gpu(0), 10ull << 30);
+    budgets.set(Device::cpu(), 20'000'000'000ull);
+    PlanOptions o;
+    o.dtype = DType::BF16;
+    const std::string py = pythonSnippet(DeviceMap({{"model", Device::gpu(0)}, {"lm_head", Device::cpu()}}), "org/name", o, budgets);
+    QVERIFY(py.find("torch_dtype=torch.bfloat16") != std::string::npos);
+    QVERIFY(py.find("max_memory={0: \"10GiB\", \"cpu\": \"20GB\"}") != std::string::npos);
+    QVERIFY(py.find("\"lm_head\": \"cpu\"") != std::string::npos);
+    QVERIFY(py.find("offload_folder") == std::string::npos);
+  }
+};
+
+QTEST_MAIN(TestUiExchange)
+#include "test_ui_exchange.moc"
