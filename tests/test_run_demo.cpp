@@ -234,6 +234,39 @@ class TestRunDemo : public QObject {
     QCOMPARE(resident.transfer_stats().advised_bytes, std::uint64_t{0});
   }
 
+  void offloadFolderHoldsCastDiskBlocks() {
+    testkit::TempDir dir;
+    write_bf16_sharded(dir.path());
+    const auto checkpoint = Checkpoint::open(dir.path());
+    LoadOptions f32;
+    f32.dtype = DType::F32;
+    Model in_ram = Model::load(checkpoint, all_on(Device::cpu()), f32);
+    f32.offload_folder = dir.path() / "offload";
+    Model offloaded = Model::load(checkpoint, blocks_on_disk(5), f32);
+
+    // The blocks were cast once to float32 and written in Accelerate's layout; they run from those files.
+    const std::uint64_t block_f32 = 4 * (64 + 64 + 64 * 172 * 3 + 64 * 64 * 2 + 32 * 64 * 2);
+    QCOMPARE(offloaded.load_report().offloaded_bytes, 5 * block_f32);
+    const auto index = testkit::read_json(dir.path() / "offload" / "index.json");
+    QCOMPARE(index.size(), std::size_t{45});
+    const auto& q = index.at("model.layers.3.self_attn.q_proj.weight");
+    DM_COMPARE_STR(q.at("dtype").get<std::string>(), std::string("float32"));
+    QCOMPARE(q.at("shape").get<std::vector<std::int64_t>>(), (std::vector<std::int64_t>{64, 64}));
+    QCOMPARE(fs::file_size(dir.path() / "offload" / "model.layers.3.self_attn.q_proj.weight.dat"), std::uintmax_t{64 * 64 * 4});
+    QVERIFY(!fs::exists(dir.path() / "offload" / "model.embed_tokens.weight.dat"));
+
+    const std::vector<std::int64_t> ids{1, 403, 407, 261, 378};
+    QCOMPARE(offloaded.forward(ids).values, in_ram.forward(ids).values);
+    generate(offloaded, ids, greedy(3));
+    const auto stats = offloaded.transfer_stats();
+    QCOMPARE(stats.fetched_tensors + stats.prefetched_tensors, std::uint64_t{0});
+    QVERIFY(stats.advised_bytes > 0);
+
+    // Loading again rewrites the folder in place.
+    Model again = Model::load(checkpoint, blocks_on_disk(5), f32);
+    QCOMPARE(again.evaluate(ids).values, in_ram.evaluate(ids).values);
+  }
+
   void stopsAtStopIdAndWhenTheCallbackSaysSo() {
     Model model = Model::load(testkit::demo_dir(), all_on(Device::cpu()));
     const auto reference = ints(expected()["greedy_ids_including_bos"]);

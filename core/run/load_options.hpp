@@ -1,6 +1,7 @@
 #pragma once
 // How to load a model by a device map, and what loading did. Torch-free: the GUI and the CLI include it.
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <optional>
@@ -30,6 +31,9 @@ struct LoadOptions {
   // Refuse to load when the map puts more on a device than it has free (detected: NVML for GPUs,
   // MemAvailable for RAM), instead of failing half-way or swapping.
   bool check_memory = true;
+  // Accelerate-format offload folder. When set, "disk" tensors whose dtype differs from the compute
+  // dtype are cast once and written there, and run from those files; others stay in the checkpoint.
+  std::optional<std::filesystem::path> offload_folder;
   // Fetch the next block's offloaded weights on a background thread while a block runs.
   bool prefetch = true;
 };
@@ -47,7 +51,8 @@ struct LoadReport {
   std::size_t tensors = 0;             // loaded (tied ones counted once)
   std::size_t tied = 0;                // names that share another tensor's weights
   std::map<std::string, std::uint64_t> bytes_by_device;  // by placement: "0", "cpu", "disk"
-  std::uint64_t aliased_bytes = 0;     // served straight from the checkpoint's mapping (zero copy)
+  std::uint64_t aliased_bytes = 0;     // served straight from a file mapping (zero copy)
+  std::uint64_t offloaded_bytes = 0;   // written to the offload folder
   std::vector<std::string> notes;      // choices made for the user, one sentence each
 };
 

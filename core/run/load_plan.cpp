@@ -100,18 +100,26 @@ LoadPlan plan_load(const Checkpoint& checkpoint, const ModelConfig& config, cons
     // Kernels may assume element alignment: bytes that are not aligned in the file are copied.
     const auto element = std::max<std::uint64_t>(1, dtype_bits(info.dtype) / 8);
     const bool aligned = (checkpoint.shards().at(source.shard).data_offset() + info.begin) % element == 0;
-    // "disk" stays in the mapping as stored (cast when a block runs); "cpu" too when no cast is needed.
-    if (placement->is_disk())
-      load.stored_dtype = info.dtype;
-    load.aliases_file = aligned && !placement->is_gpu() && load.stored_dtype == info.dtype;
+    // "disk" stays in the mapping as stored (cast when a block runs) unless an offload folder takes a
+    // cast copy; "cpu" stays in the mapping when no cast is needed.
+    if (placement->is_disk()) {
+      load.offload = options.offload_folder.has_value() && load.stored_dtype != info.dtype;
+      if (!load.offload) load.stored_dtype = info.dtype;
+    }
+    load.aliases_file = load.offload || (aligned && !placement->is_gpu() && load.stored_dtype == info.dtype);
     load.stored_bytes = dtype_bytes(load.stored_dtype, info.numel());
     if (load.aliases_file)
       plan.mapped[*placement] += load.stored_bytes;
     else
       plan.allocated[placement->is_gpu() ? *placement : Device::cpu()] += load.stored_bytes;
     plan.source_bytes += info.nbytes();
+    if (load.offload) plan.offload_bytes += load.stored_bytes;
     plan.tensors.push_back(std::move(load));
   }
+  if (plan.offload_bytes > 0)
+    plan.notes.push_back(format_size(plan.offload_bytes) + " of \"disk\" weights are written to the offload folder in " +
+                         std::string(torch_name(plan.compute_dtype(plan.main_gpu.has_value()))) +
+                         ", so that they run without a cast");
   return plan;
 }
 
@@ -124,6 +132,10 @@ void check_memory(const LoadPlan& plan, const Machine& machine) {
                 " free; plan again with a lower max_memory for it, or move layers to " +
                 (device.is_gpu() ? "\"cpu\" or \"disk\"" : "\"disk\""));
   }
+  const DeviceInfo* disk = machine.find(Device::disk());
+  if (plan.offload_bytes > 0 && disk && plan.offload_bytes > disk->free)
+    throw Error("the offload folder needs " + format_size(plan.offload_bytes) + " but its disk has " +
+                format_size(disk->free) + " free");
 }
 
 }  // namespace devicemap

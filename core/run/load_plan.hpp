@@ -27,7 +27,8 @@ struct TensorLoad {
   const CheckpointTensor* source = nullptr;  // valid while the checkpoint lives
   Device placement;                          // as the device map says
   DType stored_dtype = DType::F32;           // as held on its placement
-  bool aliases_file = false;                 // served from the mapping, zero copy
+  bool aliases_file = false;                 // served from a file mapping, zero copy
+  bool offload = false;                      // cast once into the offload folder, served from there
   std::uint64_t stored_bytes = 0;
 };
 
@@ -41,6 +42,7 @@ struct LoadPlan {
   std::map<Device, std::uint64_t> allocated;  // bytes loading allocates per device (GPU copies, RAM casts)
   std::map<Device, std::uint64_t> mapped;     // bytes left in the checkpoint's mapping, by placement
   std::uint64_t source_bytes = 0;             // bytes read from the checkpoint
+  std::uint64_t offload_bytes = 0;            // bytes written to the offload folder
   std::vector<std::string> notes;             // choices made for the user, one sentence each
 
   // The dtype a floating tensor has where it executes: the CPU's, or the GPUs'.
@@ -53,7 +55,8 @@ struct LoadPlan {
 LoadPlan plan_load(const Checkpoint& checkpoint, const ModelConfig& config, const DeviceMap& map,
                    const LoadOptions& options);
 
-// Throws devicemap::Error naming the device when the plan allocates more there than `machine` has free.
+// Throws devicemap::Error naming the device when the plan allocates more there than `machine` has free
+// (the disk: more offload bytes than free space).
 // Devices the machine does not list (GPUs without NVML) are left to the loader.
 void check_memory(const LoadPlan& plan, const Machine& machine);
 

@@ -5,7 +5,9 @@
 
 #include "plan/checkpoint.hpp"
 #include "plan/error.hpp"
+#include "plan/mapped_file.hpp"
 #include "plan/safetensors.hpp"
+#include "run/offload_folder.hpp"
 
 namespace devicemap {
 namespace {
@@ -38,6 +40,22 @@ ExecutionPolicy make_policy(const LoadPlan& plan) {
   return p;
 }
 
+// A CPU tensor over a whole mapped file (an offload .dat), keeping the mapping alive.
+at::Tensor alias_mapping(std::shared_ptr<const MappedFile> file, c10::ScalarType type, const std::vector<std::int64_t>& shape) {
+  void* data = const_cast<std::byte*>(file->bytes().data());
+  return at::from_blob(data, shape, [file](void*) {}, at::TensorOptions().dtype(type).device(c10::kCPU));
+}
+
+// Casts a "disk" tensor once into the offload folder and returns it served from its .dat mapping.
+at::Tensor offload(OffloadFolder& folder, const std::string& name, const at::Tensor& source, DType dtype) {
+  const auto type = scalar_type_for(dtype, "tensor '" + name + "'");
+  const at::Tensor cast = source.to(type).contiguous();
+  const std::vector<std::int64_t> shape(cast.sizes().begin(), cast.sizes().end());
+  folder.write(name, dtype, shape,
+               std::span<const std::byte>(static_cast<const std::byte*>(cast.data_ptr()), cast.nbytes()));
+  return alias_mapping(folder.map(name), type, shape);
+}
+
 }  // namespace
 
 at::Tensor map_tensor(const SafetensorsFile& file, const TensorInfo& info) {
@@ -66,6 +84,9 @@ std::unique_ptr<Weights> load_weights(const Checkpoint& checkpoint, const LoadPl
   report.main_device = policy.main.str();
   report.notes = plan.notes;
 
+  std::optional<OffloadFolder> folder;
+  if (options.offload_folder && plan.offload_bytes > 0) folder.emplace(*options.offload_folder);
+
   LoadProgress progress;
   progress.tensors_total = plan.tensors.size();
   progress.bytes_total = plan.source_bytes;
@@ -77,11 +98,16 @@ std::unique_ptr<Weights> load_weights(const Checkpoint& checkpoint, const LoadPl
     const at::Tensor mapped = map_tensor(file, info);
     const auto dtype = scalar_type_for(load.stored_dtype, "tensor '" + load.name + "'");
     StoredTensor stored{mapped, load.placement, false};
-    if (load.placement.is_gpu())
+    if (load.placement.is_gpu()) {
       stored.tensor = mapped.to(policy.execution_device(load.placement), dtype);
-    else
+    } else if (load.offload && folder) {
+      stored.tensor = offload(*folder, load.name, mapped, load.stored_dtype);
+      stored.aliases_file = true;
+      report.offloaded_bytes += static_cast<std::uint64_t>(stored.tensor.nbytes());
+    } else {
       stored.tensor = mapped.to(dtype);  // itself when no cast is needed
-    stored.aliases_file = stored.tensor.data_ptr() == static_cast<const void*>(file.data(info).data());
+    }
+    stored.aliases_file = stored.aliases_file || stored.tensor.data_ptr() == static_cast<const void*>(file.data(info).data());
     const auto bytes = static_cast<std::uint64_t>(stored.tensor.nbytes());
     report.bytes_by_device[load.placement.name()] += bytes;
     if (stored.aliases_file) report.aliased_bytes += bytes;
@@ -89,6 +115,7 @@ std::unique_ptr<Weights> load_weights(const Checkpoint& checkpoint, const LoadPl
     progress.bytes_done += info.nbytes();
     ++progress.tensors_done;
   }
+  if (folder) folder->save_index();
   for (const auto& [name, target] : plan.ties) weights->tie(name, target);
   report.tensors = weights->size();
   report.tied = weights->tied();

@@ -76,7 +76,7 @@ Model Model::load(const Checkpoint& checkpoint, const DeviceMap& map, const Load
   impl->generation = devicemap::generation_defaults(checkpoint.generation_config(), checkpoint.config(),
                                                     (checkpoint.dir() / "generation_config.json").string());
   const LoadPlan plan = plan_load(checkpoint, impl->config, map, options);
-  if (options.check_memory) check_memory(plan, detect_machine());
+  if (options.check_memory) check_memory(plan, detect_machine(options.offload_folder.value_or(".")));
   try {
     impl->weights = load_weights(checkpoint, plan, options, impl->report);
   } catch (const c10::Error& e) {  // out of device memory, mostly
