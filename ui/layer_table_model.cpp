@@ -101,7 +101,16 @@ void LayerTableModel::refresh(QItemSelectionModel* keep) {
   if (same) {
     // Sizes, devices and pins may have changed: keep a sort by them true.
     if (sort_column_ == SizeColumn || sort_column_ == DeviceColumn || sort_column_ == PinnedColumn) reorder();
-    if (!names_.empty()) Q_EMIT dataChanged(index(0, 0), index(rowCount() - 1, ColumnCount - 1));
+    // Only the rows whose cells read differently: a slider step usually moves a few blocks.
+    int first = rowCount(), last = -1;
+    for (std::size_t i = 0; i < units.size(); ++i) {
+      const Shown now{units[i].bytes, units[i].device, units[i].pinned, units[i].follows};
+      if (now == shown_[i]) continue;
+      shown_[i] = now;
+      first = std::min(first, rowOfUnit(static_cast<int>(i)));
+      last = std::max(last, rowOfUnit(static_cast<int>(i)));
+    }
+    if (last >= 0) Q_EMIT dataChanged(index(first, 0), index(last, ColumnCount - 1));
     return;
   }
   std::vector<std::string> selected;
@@ -109,9 +118,11 @@ void LayerTableModel::refresh(QItemSelectionModel* keep) {
     for (const auto& i : keep->selectedRows()) selected.push_back(unitAtRow(i.row()).name);
   beginResetModel();
   names_.clear();
+  shown_.clear();
   unit_of_name_.clear();
   for (std::size_t i = 0; i < units.size(); ++i) {
     names_.push_back(units[i].name);
+    shown_.push_back({units[i].bytes, units[i].device, units[i].pinned, units[i].follows});
     unit_of_name_.emplace(units[i].name, static_cast<int>(i));
   }
   applyOrder();

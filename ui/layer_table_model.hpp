@@ -50,7 +50,16 @@ class LayerTableModel : public QAbstractTableModel {
   void reorder();  // re-sorts, moving persistent indexes (the selection) with their rows
 
   SessionController* controller_;
+  // What each row showed last, to tell views only about rows that changed.
+  struct Shown {
+    std::int64_t bytes = 0;
+    Device device;
+    bool pinned = false;
+    std::string follows;
+    bool operator==(const Shown&) const = default;
+  };
   std::vector<std::string> names_;  // unit names as last shown, model order
+  std::vector<Shown> shown_;
   std::vector<int> row_unit_, unit_row_;
   std::unordered_map<std::string, int> unit_of_name_;
   int sort_column_ = -1;

@@ -74,9 +74,12 @@ MainWindow::MainWindow(SessionController* controller, QWidget* parent)
   table_->setEditTriggers(QAbstractItemView::DoubleClicked | QAbstractItemView::EditKeyPressed);
   table_->verticalHeader()->setDefaultSectionSize(table_->fontMetrics().height() + 6);
   table_->verticalHeader()->hide();
-  table_->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
+  // Widths fitted once per model, not on every re-plan: measuring 100+ rows each time costs milliseconds.
   table_->horizontalHeader()->setSectionResizeMode(LayerTableModel::NameColumn, QHeaderView::Stretch);
   table_->horizontalHeader()->setMinimumSectionSize(48);
+  connect(model_, &QAbstractItemModel::modelReset, this, [this] {
+    for (int c = LayerTableModel::ClassColumn; c < LayerTableModel::ColumnCount; ++c) table_->resizeColumnToContents(c);
+  });
   table_->setContextMenuPolicy(Qt::CustomContextMenu);
   connect(table_, &QWidget::customContextMenuRequested, this,
           [this](const QPoint& p) { showContextMenu(table_->viewport()->mapToGlobal(p)); });

@@ -14,6 +14,7 @@ QSize UsageBar::sizeHint() const { return {160, fontMetrics().height() + 6}; }
 
 void UsageBar::setUsage(const Device& d, std::int64_t weights, std::int64_t kv, std::int64_t reserve,
                         std::optional<std::int64_t> budget) {
+  if (d == device_ && weights == weights_ && kv == kv_ && reserve == reserve_ && budget == budget_) return;
   device_ = d;
   weights_ = weights;
   kv_ = kv;
