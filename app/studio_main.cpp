@@ -5,6 +5,8 @@
 #include "ui/main_window.hpp"
 
 int main(int argc, char** argv) {
+  // Sharp on fractional scale factors (150 %, 175 %) instead of rounding them.
+  QApplication::setHighDpiScaleFactorRoundingPolicy(Qt::HighDpiScaleFactorRoundingPolicy::PassThrough);
   QApplication app(argc, argv);
   QApplication::setOrganizationName(QStringLiteral("DeviceMap"));
   QApplication::setApplicationName(QStringLiteral("DeviceMap Studio"));

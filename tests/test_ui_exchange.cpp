@@ -8,6 +8,7 @@
 
 #include "plan/session.hpp"
 #include "testkit.hpp"
+#include "ui/hf_cache.hpp"
 #include "ui/main_window.hpp"
 #include "ui/map_text.hpp"
 #include "ui/session_controller.hpp"
@@ -147,6 +148,35 @@ class TestUiExchange : public QObject {
     QVERIFY(python.contains(QStringLiteral("\"model.layers.4\": \"disk\"")));
     QVERIFY(python.contains(QStringLiteral("offload_folder=")));
     QVERIFY(python.contains(QString::fromStdString(testkit::demo_dir().string())));
+  }
+
+  void huggingFaceCacheListsModelsWithSizes() {
+    testkit::TempDir hub;
+    namespace fs = std::filesystem;
+    // A complete download (refs/main names the snapshot), and one whose snapshot has no weights.
+    const fs::path good = hub / "models--org--tiny";
+    fs::create_directories(good / "blobs");
+    fs::create_directories(good / "refs");
+    fs::create_directories(good / "snapshots" / "abc123");
+    std::ofstream(good / "blobs" / "1111") << std::string(1000, 'x');
+    std::ofstream(good / "blobs" / "2222") << std::string(24, 'y');
+    std::ofstream(good / "refs" / "main") << "abc123\n";
+    fs::copy_file(testkit::demo_dir() / "config.json", good / "snapshots" / "abc123" / "config.json");
+    std::ofstream(good / "snapshots" / "abc123" / "model.safetensors") << "";
+    const fs::path partial = hub / "models--other--partial";
+    fs::create_directories(partial / "snapshots" / "r1");
+    std::ofstream(partial / "snapshots" / "r1" / "config.json") << "{}";
+    fs::create_directories(hub / "datasets--x--y");  // not a model
+
+    const auto found = scanHuggingFaceCache(hub.path());
+    QCOMPARE(found.size(), std::size_t{2});
+    QCOMPARE(found[0].repo_id, std::string("org/tiny"));
+    QCOMPARE(found[0].bytes, std::uint64_t{1024});
+    QCOMPARE(found[0].snapshot, good / "snapshots" / "abc123");
+    QVERIFY(found[0].has_weights);
+    QCOMPARE(found[1].repo_id, std::string("other/partial"));
+    QVERIFY(!found[1].has_weights);
+    QVERIFY(scanHuggingFaceCache(hub / "missing").empty());
   }
 
   void pythonUsesTheRepoIdOfCacheFoldersAndCatalogEntries() {

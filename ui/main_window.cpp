@@ -346,8 +346,13 @@ void MainWindow::startup(const QString& model) {
     if (!why.empty()) statusBar()->showMessage(hardware_note_, 10000);
   }
   if (what.isEmpty()) {
-    const QStringList recent = QSettings().value(QStringLiteral("recentModels")).toStringList();
-    what = recent.isEmpty() ? QString::fromStdString((resources_dir() / "demo").string()) : recent.front();
+    // The most recent model that is still there, else the bundled demo.
+    what = QString::fromStdString((resources_dir() / "demo").string());
+    for (const QString& ref : QSettings().value(QStringLiteral("recentModels")).toStringList())
+      if (ref.startsWith(QLatin1String("catalog:")) || QFileInfo::exists(ref)) {
+        what = ref;
+        break;
+      }
   }
   if (what.endsWith(QLatin1String(".plan.json")))
     controller_->openPlanFile(what);
