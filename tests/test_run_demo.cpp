@@ -2,6 +2,7 @@
 // reference of expected_greedy.json, with every block in RAM, with the blocks left on "disk" (served from
 // the safetensors mapping), and from a bfloat16 copy written sharded.
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -280,6 +281,24 @@ class TestRunDemo : public QObject {
     r = generate(model, std::vector<std::int64_t>{1}, greedy(200), [&](std::int64_t) { return ++calls < 5; });
     QCOMPARE(r.stop, StopReason::Cancelled);
     QCOMPARE(r.tokens, std::vector<std::int64_t>(reference.begin() + 1, reference.begin() + 6));
+
+    // A cancel flag set from elsewhere stops the running forward pass between blocks.
+    std::atomic<bool> stop{false};
+    model.set_cancel_flag(&stop);
+    calls = 0;
+    r = generate(model, std::vector<std::int64_t>{1}, greedy(200), [&](std::int64_t) {
+      if (++calls == 5) stop = true;
+      return true;
+    });
+    QCOMPARE(r.stop, StopReason::Cancelled);
+    QCOMPARE(r.tokens, std::vector<std::int64_t>(reference.begin() + 1, reference.begin() + 6));
+    QCOMPARE(model.cached_tokens(), std::int64_t{0});
+    QVERIFY_THROWS_EXCEPTION(Cancelled, model.forward(std::vector<std::int64_t>{1}));
+    QCOMPARE(generate(model, std::vector<std::int64_t>{1}, greedy(5)).tokens.size(), std::size_t{0});
+    stop = false;
+    QCOMPARE(generate(model, std::vector<std::int64_t>{1}, greedy(5)).tokens,
+             std::vector<std::int64_t>(reference.begin() + 1, reference.begin() + 6));
+    model.set_cancel_flag(nullptr);
 
     // The demo's generation_config.json names 2 as its stop id.
     QCOMPARE(model.generation_defaults().eos_token_ids, std::vector<std::int64_t>{2});

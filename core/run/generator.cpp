@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "plan/error.hpp"
+#include "run/load_options.hpp"
 #include "run/model.hpp"
 #include "run/sampler.hpp"
 
@@ -34,7 +35,13 @@ GenerationResult generate(Model& model, std::span<const std::int64_t> prompt, co
 
   model.reset();
   auto start = std::chrono::steady_clock::now();
-  Logits logits = model.forward(prompt);
+  Logits logits;
+  try {
+    logits = model.forward(prompt);
+  } catch (const Cancelled&) {
+    result.stop = StopReason::Cancelled;
+    return result;
+  }
   std::int64_t next = sampler.next(logits.row(0), sequence);
   result.stats.prefill_seconds = seconds_since(start);
 
@@ -60,7 +67,12 @@ GenerationResult generate(Model& model, std::span<const std::int64_t> prompt, co
       break;
     }
     const std::int64_t last[] = {next};
-    logits = model.forward(last);
+    try {
+      logits = model.forward(last);
+    } catch (const Cancelled&) {
+      result.stop = StopReason::Cancelled;
+      break;
+    }
     next = sampler.next(logits.row(0), sequence);
     ++result.stats.decode_steps;
   }

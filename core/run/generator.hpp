@@ -37,7 +37,8 @@ struct GenerationResult {
 using TokenCallback = std::function<bool(std::int64_t token)>;
 
 // Starts from an empty cache. Throws devicemap::Error for an empty prompt, invalid options, or a
-// prompt the model cannot take (ids outside the vocabulary, longer than its context).
+// prompt the model cannot take (ids outside the vocabulary, longer than its context). When the model's
+// cancel flag stops a forward pass, returns the tokens so far with StopReason::Cancelled.
 GenerationResult generate(Model& model, std::span<const std::int64_t> prompt, const GenerationOptions& options,
                           const TokenCallback& on_token = {});
 

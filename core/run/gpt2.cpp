@@ -31,6 +31,7 @@ class Gpt2 final : public Transformer {
     const auto wpe_device = w_.execution_device("transformer.wpe.weight");
     h = h.add(move(at::embedding(p_.fetch("transformer.wpe.weight", wpe_device), positions.to(wpe_device)), device));
     for (std::int64_t i = 0; i < c_.num_layers; ++i) {
+      stop_if_cancelled();
       p_.enter_block(static_cast<std::size_t>(i));
       h = block(i, h, cache, past);
     }

@@ -44,6 +44,7 @@ class Llama final : public Transformer {
     at::Tensor h = at::embedding(p_.fetch("model.embed_tokens.weight", embed_device), ids.to(embed_device));
     Rotary rotary(inv_freq_, past, n);
     for (std::int64_t i = 0; i < c_.num_layers; ++i) {
+      stop_if_cancelled();
       p_.enter_block(static_cast<std::size_t>(i));
       h = block(i, h, cache, past, rotary);
     }

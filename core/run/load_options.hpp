@@ -38,8 +38,13 @@ struct LoadOptions {
   bool prefetch = true;
 };
 
-struct LoadCancelled : Error {
-  LoadCancelled() : Error("loading was cancelled") {}
+// Work stopped because the user asked (a progress callback returned false, a cancel flag was set).
+struct Cancelled : Error {
+  explicit Cancelled(const std::string& what = "cancelled") : Error(what) {}
+};
+
+struct LoadCancelled : Cancelled {
+  LoadCancelled() : Cancelled("loading was cancelled") {}
 };
 
 struct LoadReport {

@@ -102,6 +102,7 @@ const LoadReport& Model::load_report() const { return impl_->report; }
 const GenerationOptions& Model::generation_defaults() const { return impl_->generation; }
 std::int64_t Model::cached_tokens() const { return impl_->cache->length(); }
 TransferStats Model::transfer_stats() const { return impl_->prefetcher->stats(); }
+void Model::set_cancel_flag(const std::atomic<bool>* flag) { impl_->transformer->set_cancel_flag(flag); }
 void Model::reset() { impl_->cache->clear(); }
 
 Logits Model::forward(std::span<const std::int64_t> ids, bool all_positions) {

@@ -3,6 +3,7 @@
 // and the CLI include it without LibTorch's headers). load() is Accelerate's
 // load_checkpoint_and_dispatch; forward() runs tokens through every block on its device, keeping a KV
 // cache so that a generation step only runs its new token.
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -68,6 +69,10 @@ class Model {
 
   std::int64_t cached_tokens() const;
   TransferStats transfer_stats() const;
+
+  // While `flag` (which must outlive its use; nullptr: none) reads true, a forward pass stops at the
+  // next block and throws Cancelled, clearing the cache. Set it from any thread, e.g. a GUI's Stop.
+  void set_cancel_flag(const std::atomic<bool>* flag);
   void reset();  // forget the cached tokens
 
  private:

@@ -3,7 +3,10 @@
 // the family; the family's file builds it from the loaded weights.
 #include <ATen/core/Tensor.h>
 
+#include <atomic>
 #include <memory>
+
+#include "run/load_options.hpp"
 
 namespace devicemap {
 
@@ -19,6 +22,17 @@ class Transformer {
   // one, they are the whole sequence. Returns float32 CPU logits [new, vocab], or [1, vocab] for the last
   // position only.
   virtual at::Tensor forward(const at::Tensor& ids, KvCache* cache, bool all_positions) = 0;
+
+  // Checked between blocks: when it reads true, forward() throws Cancelled.
+  void set_cancel_flag(const std::atomic<bool>* flag) { cancel_ = flag; }
+
+ protected:
+  void stop_if_cancelled() const {
+    if (cancel_ && cancel_->load(std::memory_order_relaxed)) throw Cancelled("the forward pass was cancelled");
+  }
+
+ private:
+  const std::atomic<bool>* cancel_ = nullptr;
 };
 
 // Weights are fetched through `prefetcher`; `weights` and `prefetcher` must outlive the result.
