@@ -312,6 +312,25 @@ class TestTokenizer : public QObject {
     QCOMPARE(tok.decode(tok.encode(text), true), text);
   }
 
+  // add_bos_token / add_eos_token in tokenizer_config.json decide for SentencePiece models and, as in
+  // transformers' Llama tokenizers, for a Llama tokenizer.json too.
+  void config_add_bos_eos() {
+    testkit::TempDir dir;
+    fs::copy_file(testkit::demo_dir() / "tokenizer.model", dir / "tokenizer.model");
+    write_text(dir / "tokenizer_config.json", R"({"add_bos_token": false, "add_eos_token": true})");
+    QCOMPARE(Tokenizer::load(dir.path()).encode("Once upon a time"), (std::vector<int>{403, 407, 261, 378, 2}));
+    fs::remove(dir / "tokenizer_config.json");  // SentencePiece without a config: BOS, as LlamaTokenizer
+    QCOMPARE(Tokenizer::load(dir.path()).encode("Once upon a time"), (std::vector<int>{1, 403, 407, 261, 378}));
+
+    testkit::TempDir llama;
+    fs::copy_file(tokenizers_dir() / "llama2" / "tokenizer.json", llama / "tokenizer.json");
+    json config = testkit::read_json(tokenizers_dir() / "llama2" / "tokenizer_config.json");
+    config["add_eos_token"] = true;
+    write_text(llama / "tokenizer_config.json", config.dump());
+    QCOMPARE(Tokenizer::load(llama.path()).encode("Hello"), (std::vector<int>{1, 15043, 2}));
+    QCOMPARE(Tokenizer::load(llama.path()).encode("Hello", false), (std::vector<int>{15043}));
+  }
+
   // A character spread over byte-fallback tokens comes out of the stream only when it is whole.
   void stream_waits_for_whole_characters() {
     const Tokenizer tok = Tokenizer::load(testkit::demo_dir());

@@ -66,7 +66,7 @@ void apply_configs(TokenizerEngine& e, bool sentencepiece) {
   const auto config = read_optional_json(config_file);
   if (!sentencepiece && e.prefix.size() == 1) e.bos = e.prefix[0];
   bool rebuild = sentencepiece;
-  bool add_bos = sentencepiece, add_eos = false;
+  bool add_bos = true, add_eos = false;  // LlamaTokenizer's defaults
   if (config) {
     // -2: not named (or not in the vocabulary: keep what the model file says), -1: named null.
     auto lookup = [&](const char* key) {
@@ -78,8 +78,8 @@ void apply_configs(TokenizerEngine& e, bool sentencepiece) {
     if (const int bos = lookup("bos_token"); bos != -2) e.bos = bos >= 0 ? std::optional<int>(bos) : std::nullopt;
     if (const int eos = lookup("eos_token"); eos != -2) e.eos = eos >= 0 ? std::vector<int>{eos} : std::vector<int>{};
     rebuild = rebuild || is_llama_class(*config);
-    add_bos = config_bool(*config, "add_bos_token", config_file).value_or(add_bos || !sentencepiece);
-    add_eos = config_bool(*config, "add_eos_token", config_file).value_or(false);
+    add_bos = config_bool(*config, "add_bos_token", config_file).value_or(add_bos);
+    add_eos = config_bool(*config, "add_eos_token", config_file).value_or(add_eos);
   }
   if (rebuild) {
     e.prefix.clear(), e.suffix.clear();
