@@ -4,7 +4,6 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
-#include <map>
 #include <sstream>
 
 #include "plan/error.hpp"
@@ -176,7 +175,7 @@ std::shared_ptr<TokenizerEngine> read_sentencepiece_model(const std::filesystem:
     throw Error(f + ": trainer_spec.model_type: only BPE SentencePiece models are supported");
   if (m.has_charsmap && m.normalizer_name != "identity")
     throw Error(f + ": normalizer_spec.name: the normalization rule '" + m.normalizer_name +
-                "' is not supported (a tokenizer.json beside the model would be used instead)");
+                "' is not supported; load the model's tokenizer.json instead");
 
   const int n = static_cast<int>(m.pieces.size());
   auto valid_id = [&](int id) { return id >= 0 && id < n; };

@@ -1,6 +1,7 @@
 #include "plan/tokenizer.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <sstream>
 
