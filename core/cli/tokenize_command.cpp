@@ -70,7 +70,7 @@ int tokenize_command(Invocation& inv) {
   }
   const Args args(inv.args, {}, {"no-special", "decode", "jsonl"});
   if (args.positionals().size() != 1) {
-    inv.err << "devicemap tokenize: expected one MODEL_DIR, tokenizer.json or tokenizer.model\n" << kUsage;
+    inv.err << "devicemap tokenize: expected one MODEL_DIR, tokenizer.json or tokenizer.model (see --help)\n";
     return 2;
   }
   const Tokenizer tok = Tokenizer::load(args.positionals()[0]);
