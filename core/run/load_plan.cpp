@@ -9,6 +9,7 @@
 #include "plan/machine.hpp"
 #include "plan/units.hpp"
 #include "run/tensor_layout.hpp"
+#include "run/tensor_source.hpp"
 
 namespace devicemap {
 namespace {
@@ -21,30 +22,31 @@ std::string shape_text(const std::vector<std::int64_t>& shape) {
   return s.str();
 }
 
-const CheckpointTensor* find_source(const Checkpoint& checkpoint, const ModelConfig& config, const std::string& name) {
-  if (const auto* t = checkpoint.find(name)) return t;
+const TensorSource* find_source(const WeightFiles& files, const ModelConfig& config, const std::string& name) {
+  if (const auto* t = files.find(name)) return t;
   const std::string alt = alternative_checkpoint_name(config, name);
-  return alt.empty() ? nullptr : checkpoint.find(alt);
+  return alt.empty() ? nullptr : files.find(alt);
 }
 
-const CheckpointTensor& checked_source(const Checkpoint& checkpoint, const ModelConfig& config, const TensorSpec& spec) {
-  const CheckpointTensor* t = find_source(checkpoint, config, spec.name);
-  if (!t || !t->info)
+const TensorSource& checked_source(const Checkpoint& checkpoint, const WeightFiles& files, const ModelConfig& config,
+                                   const TensorSpec& spec) {
+  const TensorSource* t = find_source(files, config, spec.name);
+  if (!t)
     throw Error(checkpoint.dir().string() + ": the checkpoint has no tensor '" + spec.name + "', which a " +
                 config.model_type + " model as config.json describes needs");
-  if (t->info->shape != spec.shape)
-    throw Error(checkpoint.shards().at(t->shard).path().string() + ": tensor '" + spec.name + "' has shape " +
-                shape_text(t->info->shape) + " but config.json implies " + shape_text(spec.shape));
+  if (t->shape != spec.shape)
+    throw Error(t->file.string() + ": tensor '" + spec.name + "' has shape " + shape_text(t->shape) +
+                " but config.json implies " + shape_text(spec.shape));
   return *t;
 }
 
 // The options' dtype, else config.json's torch_dtype, else the first floating tensor's.
-DType requested_dtype(const Checkpoint& checkpoint, const ModelConfig& config, const LoadOptions& options,
+DType requested_dtype(const WeightFiles& files, const ModelConfig& config, const LoadOptions& options,
                       const std::vector<TensorSpec>& specs) {
   if (options.dtype) return *options.dtype;
   if (config.torch_dtype) return *config.torch_dtype;
   for (const auto& spec : specs)
-    if (const auto* t = find_source(checkpoint, config, spec.name); t && is_floating(t->info->dtype)) return t->info->dtype;
+    if (const auto* t = find_source(files, config, spec.name); t && is_floating(t->dtype)) return t->dtype;
   return DType::F32;
 }
 
@@ -57,12 +59,11 @@ bool can_hold(DType d) {
 
 LoadPlan plan_load(const Checkpoint& checkpoint, const ModelConfig& config, const DeviceMap& map,
                    const LoadOptions& options) {
-  if (!checkpoint.has_safetensors())
-    throw Error(checkpoint.dir().string() +
-                ": no .safetensors weights; loading pytorch_model*.bin is not supported yet");
   const auto specs = expected_tensors(config);
   LoadPlan plan;
-  plan.requested_dtype = requested_dtype(checkpoint, config, options, specs);
+  plan.files = std::make_shared<const WeightFiles>(WeightFiles::open(checkpoint));
+  const WeightFiles& files = *plan.files;
+  plan.requested_dtype = requested_dtype(files, config, options, specs);
   if (!is_floating(plan.requested_dtype) || !can_hold(plan.requested_dtype))
     throw Error("compute dtype " + std::string(torch_name(plan.requested_dtype)) +
                 " is not supported (use float32, bfloat16, float16 or float64)");
@@ -84,35 +85,34 @@ LoadPlan plan_load(const Checkpoint& checkpoint, const ModelConfig& config, cons
                              " instead of " + target->name() + "; it is fetched from there when used");
       continue;
     }
-    const CheckpointTensor& source = checked_source(checkpoint, config, spec);
-    const TensorInfo& info = *source.info;
-    if (!can_hold(info.dtype))
-      throw Error(checkpoint.shards().at(source.shard).path().string() + ": tensor '" + info.name + "' has dtype " +
-                  std::string(safetensors_name(info.dtype)) + ", which LibTorch cannot hold");
+    const TensorSource& source = checked_source(checkpoint, files, config, spec);
+    if (!can_hold(source.dtype))
+      throw Error(source.file.string() + ": tensor '" + source.name + "' has dtype " +
+                  std::string(safetensors_name(source.dtype)) + ", which LibTorch cannot hold");
     const auto placement = map.device_of(spec.name);
     if (!placement)
       throw Error("no key of the device map covers tensor '" + spec.name +
                   "'; add one for it or its module (the key \"\" covers everything)");
 
-    TensorLoad load{spec.name, &source, *placement, info.dtype, false, 0};
+    TensorLoad load{spec.name, &source, *placement, source.dtype, false, false, 0};
     const bool executes_on_gpu = placement->is_gpu() || plan.main_gpu.has_value();
-    if (is_floating(info.dtype)) load.stored_dtype = plan.compute_dtype(executes_on_gpu);
+    if (is_floating(source.dtype)) load.stored_dtype = plan.compute_dtype(executes_on_gpu);
     // Kernels may assume element alignment: bytes that are not aligned in the file are copied.
-    const auto element = std::max<std::uint64_t>(1, dtype_bits(info.dtype) / 8);
-    const bool aligned = (checkpoint.shards().at(source.shard).data_offset() + info.begin) % element == 0;
+    const auto element = std::max<std::uint64_t>(1, dtype_bits(source.dtype) / 8);
+    const bool aligned = source.file_offset % element == 0;
     // "disk" stays in the mapping as stored (cast when a block runs) unless an offload folder takes a
     // cast copy; "cpu" stays in the mapping when no cast is needed.
     if (placement->is_disk()) {
-      load.offload = options.offload_folder.has_value() && load.stored_dtype != info.dtype;
-      if (!load.offload) load.stored_dtype = info.dtype;
+      load.offload = options.offload_folder.has_value() && load.stored_dtype != source.dtype;
+      if (!load.offload) load.stored_dtype = source.dtype;
     }
-    load.aliases_file = load.offload || (aligned && !placement->is_gpu() && load.stored_dtype == info.dtype);
-    load.stored_bytes = dtype_bytes(load.stored_dtype, info.numel());
+    load.aliases_file = load.offload || (aligned && !placement->is_gpu() && load.stored_dtype == source.dtype);
+    load.stored_bytes = load.stored_dtype == DType::Bool ? source.numel() : dtype_bytes(load.stored_dtype, source.numel());
     if (load.aliases_file)
       plan.mapped[*placement] += load.stored_bytes;
     else
       plan.allocated[placement->is_gpu() ? *placement : Device::cpu()] += load.stored_bytes;
-    plan.source_bytes += info.nbytes();
+    plan.source_bytes += source.nbytes();
     if (load.offload) plan.offload_bytes += load.stored_bytes;
     plan.tensors.push_back(std::move(load));
   }

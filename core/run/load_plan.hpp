@@ -5,6 +5,7 @@
 // memory check runs before anything is allocated.
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -19,12 +20,13 @@ namespace devicemap {
 
 class Checkpoint;
 class DeviceMap;
-struct CheckpointTensor;
+class WeightFiles;
 struct Machine;
+struct TensorSource;
 
 struct TensorLoad {
   std::string name;                          // module-tree name
-  const CheckpointTensor* source = nullptr;  // valid while the checkpoint lives
+  const TensorSource* source = nullptr;      // in LoadPlan::files
   Device placement;                          // as the device map says
   DType stored_dtype = DType::F32;           // as held on its placement
   bool aliases_file = false;                 // served from a file mapping, zero copy
@@ -33,6 +35,7 @@ struct TensorLoad {
 };
 
 struct LoadPlan {
+  std::shared_ptr<const WeightFiles> files;  // the checkpoint's weight files, mapped
   DType requested_dtype = DType::F32;
   DType cpu_dtype = DType::F32;  // what runs on the CPU
   DType gpu_dtype = DType::F32;  // what runs on GPUs

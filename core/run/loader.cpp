@@ -3,11 +3,10 @@
 #include <cstdint>
 #include <cstring>
 
-#include "plan/checkpoint.hpp"
 #include "plan/error.hpp"
 #include "plan/mapped_file.hpp"
-#include "plan/safetensors.hpp"
 #include "run/offload_folder.hpp"
+#include "run/tensor_source.hpp"
 
 namespace devicemap {
 namespace {
@@ -58,24 +57,25 @@ at::Tensor offload(OffloadFolder& folder, const std::string& name, const at::Ten
 
 }  // namespace
 
-at::Tensor map_tensor(const SafetensorsFile& file, const TensorInfo& info) {
-  const auto type = scalar_type_for(info.dtype, file.path().string() + ": tensor '" + info.name + "'");
-  const auto bytes = file.data(info);
+at::Tensor map_tensor(const TensorSource& source) {
+  const auto type = scalar_type_for(source.dtype, source.file.string() + ": tensor '" + source.name + "'");
   const auto options = at::TensorOptions().dtype(type).device(c10::kCPU);
   const auto element = static_cast<std::uintptr_t>(c10::elementSize(type));
-  if (reinterpret_cast<std::uintptr_t>(bytes.data()) % element != 0) {
-    at::Tensor copy = at::empty(info.shape, options);
-    std::memcpy(copy.data_ptr(), bytes.data(), bytes.size());
-    return copy;
+  auto* data = const_cast<std::byte*>(source.bytes.data());
+  if (reinterpret_cast<std::uintptr_t>(data) % element != 0) {
+    // Kernels may assume element alignment; a copy costs RAM but is always safe.
+    at::Tensor staging = at::empty({static_cast<std::int64_t>(source.bytes.size() / element)}, options);
+    std::memcpy(staging.data_ptr(), data, source.bytes.size());
+    return source.strides.empty() ? staging.view(source.shape) : staging.as_strided(source.shape, source.strides);
   }
   // The tensor keeps the mapping alive: its deleter owns a reference to it. Weights are never written,
   // so the read-only pages are safe to hand out as a (formally mutable) tensor.
-  auto mapping = file.shared_mapping();
-  return at::from_blob(const_cast<std::byte*>(bytes.data()), info.shape, [mapping](void*) {}, options);
+  auto mapping = source.mapping;
+  if (!source.strides.empty()) return at::from_blob(data, source.shape, source.strides, [mapping](void*) {}, options);
+  return at::from_blob(data, source.shape, [mapping](void*) {}, options);
 }
 
-std::unique_ptr<Weights> load_weights(const Checkpoint& checkpoint, const LoadPlan& plan, const LoadOptions& options,
-                                      LoadReport& report) {
+std::unique_ptr<Weights> load_weights(const LoadPlan& plan, const LoadOptions& options, LoadReport& report) {
   auto weights = std::make_unique<Weights>(make_policy(plan));
   const ExecutionPolicy& policy = weights->policy();
   report.requested_dtype = plan.requested_dtype;
@@ -93,9 +93,8 @@ std::unique_ptr<Weights> load_weights(const Checkpoint& checkpoint, const LoadPl
   for (const auto& load : plan.tensors) {
     progress.tensor = load.name;
     if (options.on_progress && !options.on_progress(progress)) throw LoadCancelled();
-    const TensorInfo& info = *load.source->info;
-    const SafetensorsFile& file = checkpoint.shards().at(load.source->shard);
-    const at::Tensor mapped = map_tensor(file, info);
+    const TensorSource& source = *load.source;
+    const at::Tensor mapped = map_tensor(source);
     const auto dtype = scalar_type_for(load.stored_dtype, "tensor '" + load.name + "'");
     StoredTensor stored{mapped, load.placement, false};
     if (load.placement.is_gpu()) {
@@ -107,12 +106,12 @@ std::unique_ptr<Weights> load_weights(const Checkpoint& checkpoint, const LoadPl
     } else {
       stored.tensor = mapped.to(dtype);  // itself when no cast is needed
     }
-    stored.aliases_file = stored.aliases_file || stored.tensor.data_ptr() == static_cast<const void*>(file.data(info).data());
+    stored.aliases_file = stored.aliases_file || stored.tensor.data_ptr() == static_cast<const void*>(source.bytes.data());
     const auto bytes = static_cast<std::uint64_t>(stored.tensor.nbytes());
     report.bytes_by_device[load.placement.name()] += bytes;
     if (stored.aliases_file) report.aliased_bytes += bytes;
     weights->add(load.name, std::move(stored));
-    progress.bytes_done += info.nbytes();
+    progress.bytes_done += source.nbytes();
     ++progress.tensors_done;
   }
   if (folder) folder->save_index();

@@ -12,16 +12,15 @@
 namespace devicemap {
 
 class Checkpoint;
-class SafetensorsFile;
-struct TensorInfo;
+struct TensorSource;
 
 // Throws devicemap::Error when the plan names a GPU this LibTorch or this machine lacks; LoadCancelled
 // when options.on_progress says stop. Fills the report's placement figures.
-std::unique_ptr<Weights> load_weights(const Checkpoint& checkpoint, const LoadPlan& plan, const LoadOptions& options,
+std::unique_ptr<Weights> load_weights(const LoadPlan& plan, const LoadOptions& options,
                                       LoadReport& report);
 
-// A CPU tensor over the tensor's bytes in the file's mapping, keeping the mapping alive while it lives.
+// A CPU tensor over the tensor's bytes in its file's mapping, keeping the mapping alive while it lives.
 // Falls back to a copy when the bytes are not aligned for the element type.
-at::Tensor map_tensor(const SafetensorsFile& file, const TensorInfo& info);
+at::Tensor map_tensor(const TensorSource& source);
 
 }  // namespace devicemap

@@ -78,7 +78,7 @@ Model Model::load(const Checkpoint& checkpoint, const DeviceMap& map, const Load
   const LoadPlan plan = plan_load(checkpoint, impl->config, map, options);
   if (options.check_memory) check_memory(plan, detect_machine(options.offload_folder.value_or(".")));
   try {
-    impl->weights = load_weights(checkpoint, plan, options, impl->report);
+    impl->weights = load_weights(plan, options, impl->report);
   } catch (const c10::Error& e) {  // out of device memory, mostly
     throw Error(checkpoint.dir().string() + ": loading failed: " + e.what_without_backtrace());
   }
