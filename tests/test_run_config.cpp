@@ -211,6 +211,29 @@ class TestRunConfig : public QObject {
     QVERIFY(contains(error_of([] { ModelConfig::from_json(json::array()); }), "JSON object"));
   }
 
+  void gptqConfig() {
+    auto j = llama_base();
+    j["quantization_config"] = {{"quant_method", "gptq"}, {"bits", 4}, {"group_size", 128}, {"desc_act", true}};
+    auto c = ModelConfig::from_json(j);
+    QVERIFY(c.gptq);
+    QCOMPARE(c.gptq->bits, 4);
+    QCOMPARE(c.gptq->group_size, std::int64_t{128});
+    QVERIFY(c.gptq->desc_act && c.gptq->zero_offset);
+
+    // AutoGPTQ's quantize_config.json: no quant_method, group_size -1 for one group.
+    const auto q = GptqConfig::from_json(json{{"bits", 8}, {"group_size", -1}, {"checkpoint_format", "gptq_v2"}},
+                                         "quantize_config.json");
+    QCOMPARE(q.bits, 8);
+    QCOMPARE(q.group_size, std::int64_t{-1});
+    QVERIFY(!q.zero_offset);
+
+    auto e = error_of([] { GptqConfig::from_json(json{{"bits", 3}}, "quantize_config.json"); });
+    QVERIFY2(contains(e, "quantize_config.json") && contains(e, "'bits'"), e.c_str());
+    j["quantization_config"] = {{"quant_method", "awq"}, {"bits", 4}};
+    e = error_of([&] { ModelConfig::from_json(j); });
+    QVERIFY2(contains(e, "awq"), e.c_str());
+  }
+
   void generationDefaults() {
     const json config{{"eos_token_id", 2}};
     auto o = generation_defaults(json::object(), config);

@@ -6,6 +6,7 @@
 
 #include "run/tensor_layout.hpp"
 #include "run/attention.hpp"
+#include "run/gptq.hpp"
 #include "run/kv_cache.hpp"
 #include "run/prefetcher.hpp"
 #include "run/model_config.hpp"
@@ -87,8 +88,16 @@ class Llama final : public Transformer {
     return h.to(device, w_.policy().compute_dtype(device));
   }
 
+  // The tensor that places a block Linear (and the part of the block it belongs to).
+  const char* main_tensor() const { return c_.gptq ? ".qweight" : ".weight"; }
+
+  // A block Linear: dense, or expanded from its GPTQ words on the device that runs it.
   at::Tensor linear(const std::string& name, const at::Tensor& x, const c10::Device& device) const {
-    return at::linear(x, p_.fetch(name + ".weight", device), p_.fetch_if_present(name + ".bias", device));
+    const at::Tensor weight =
+        c_.gptq ? dequantize_gptq(p_.fetch(name + ".qweight", device), p_.fetch(name + ".qzeros", device),
+                                  p_.fetch(name + ".scales", device), p_.fetch_if_present(name + ".g_idx", device), *c_.gptq)
+                : p_.fetch(name + ".weight", device);
+    return at::linear(x, weight, p_.fetch_if_present(name + ".bias", device));
   }
 
   at::Tensor block(std::int64_t index, at::Tensor h, KvCache* cache, std::int64_t past, Rotary& rotary) const {
@@ -96,7 +105,7 @@ class Llama final : public Transformer {
     const std::int64_t n = h.size(0);
 
     // Attention runs where its projections execute; the cache of this block lives there too.
-    const auto device = w_.execution_device(b + ".self_attn.q_proj.weight");
+    const auto device = w_.execution_device(b + ".self_attn.q_proj" + main_tensor());
     h = move(h, device);
     const at::Tensor x = rms_norm(h, p_.fetch(b + ".input_layernorm.weight", device), c_.norm_eps);
     at::Tensor q = linear(b + ".self_attn.q_proj", x, device).view({n, c_.num_heads, c_.head_dim}).transpose(0, 1);
@@ -109,7 +118,7 @@ class Llama final : public Transformer {
     const at::Tensor attended = attention(q, k, v, past, scale_, c_.sliding_window);
     h = h.add(linear(b + ".self_attn.o_proj", attended, device));
 
-    const auto mlp_device = w_.execution_device(b + ".mlp.gate_proj.weight");
+    const auto mlp_device = w_.execution_device(b + ".mlp.gate_proj" + main_tensor());
     h = move(h, mlp_device);
     const at::Tensor y = rms_norm(h, p_.fetch(b + ".post_attention_layernorm.weight", mlp_device), c_.norm_eps);
     const at::Tensor gated = at::silu(linear(b + ".mlp.gate_proj", y, mlp_device)).mul(linear(b + ".mlp.up_proj", y, mlp_device));

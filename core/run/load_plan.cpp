@@ -85,6 +85,7 @@ LoadPlan plan_load(const Checkpoint& checkpoint, const ModelConfig& config, cons
                              " instead of " + target->name() + "; it is fetched from there when used");
       continue;
     }
+    if (spec.optional && !find_source(files, config, spec.name)) continue;
     const TensorSource& source = checked_source(checkpoint, files, config, spec);
     if (!can_hold(source.dtype))
       throw Error(source.file.string() + ": tensor '" + source.name + "' has dtype " +

@@ -73,6 +73,12 @@ Model Model::load(const Checkpoint& checkpoint, const DeviceMap& map, const Load
   if (checkpoint.config().empty())
     throw Error(config_path.string() + " is missing or empty; the runtime needs it to know the architecture");
   impl->config = ModelConfig::from_json(checkpoint.config(), config_path.string());
+  if (!impl->config.gptq && checkpoint.quantize_config()) {  // AutoGPTQ keeps it in its own file
+    impl->config.gptq = GptqConfig::from_json(*checkpoint.quantize_config(),
+                                              (checkpoint.dir() / "quantize_config.json").string());
+    if (impl->config.family != ModelFamily::Llama)
+      throw Error(config_path.string() + ": GPTQ quantization is supported for the Llama family only");
+  }
   impl->generation = devicemap::generation_defaults(checkpoint.generation_config(), checkpoint.config(),
                                                     (checkpoint.dir() / "generation_config.json").string());
   const LoadPlan plan = plan_load(checkpoint, impl->config, map, options);

@@ -221,6 +221,28 @@ std::string model_type_of(const nlohmann::json& j, std::string_view source) {
 
 }  // namespace
 
+GptqConfig GptqConfig::from_json(const nlohmann::json& j, std::string_view source) {
+  if (!j.is_object()) throw Error(std::string(source) + ": the quantization config must be a JSON object");
+  ConfigReader r(j, source);
+  GptqConfig g;
+  const std::string method = r.string("quant_method", "gptq");
+  if (method != "gptq")
+    r.fail("quant_method", "is '" + method + "'; the runtime supports GPTQ checkpoints only");
+  g.bits = static_cast<int>(r.positive_int("bits", 4));
+  if (g.bits != 2 && g.bits != 4 && g.bits != 8)
+    r.fail("bits", "is " + std::to_string(g.bits) + "; the runtime supports 2, 4 and 8 bits");
+  if (r.has("group_size") && j.at("group_size").is_number_integer() && j.at("group_size").get<std::int64_t>() == -1)
+    g.group_size = -1;
+  else
+    g.group_size = r.positive_int("group_size", 128);
+  g.desc_act = r.boolean("desc_act", false);
+  const std::string format = r.string("checkpoint_format", "gptq");
+  if (format != "gptq" && format != "gptq_v2")
+    r.fail("checkpoint_format", "is '" + format + "' (supported: gptq, gptq_v2)");
+  g.zero_offset = format == "gptq";
+  return g;
+}
+
 ModelConfig ModelConfig::from_json(const nlohmann::json& config, std::string_view source) {
   if (!config.is_object()) throw Error(std::string(source) + ": expected a JSON object");
   const std::string type = model_type_of(config, source);
@@ -243,6 +265,11 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& config, std::string_vie
     if (ids.size() == 1) c.bos_token_id = ids.front();
   }
   c.eos_token_ids = r.int_list("eos_token_id");
+  if (r.has("quantization_config")) {
+    c.gptq = GptqConfig::from_json(config.at("quantization_config"), std::string(source) + ": quantization_config");
+    if (c.family != ModelFamily::Llama)
+      throw Error(std::string(source) + ": GPTQ quantization is supported for the Llama family only");
+  }
   return c;
 }
 

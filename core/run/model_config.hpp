@@ -26,6 +26,20 @@ struct RopeScaling {
   std::int64_t original_max_position_embeddings = 8192;
 };
 
+// GPTQ weight quantization (AutoGPTQ / GPTQModel checkpoints): each block Linear stores qweight
+// (int32, 32/bits input rows packed per element), qzeros (packed likewise along outputs), scales and
+// g_idx (the group of each input row).
+struct GptqConfig {
+  int bits = 4;                   // 2, 4 or 8
+  std::int64_t group_size = 128;  // input rows per group; -1: one group
+  bool desc_act = false;          // rows were quantized in activation order (g_idx is a permutation)
+  bool zero_offset = true;        // checkpoint_format "gptq": zeros are stored minus one
+
+  // quantize_config.json, or config.json's quantization_config with quant_method "gptq". Throws
+  // devicemap::Error naming `source` and the key that is wrong or unsupported.
+  static GptqConfig from_json(const nlohmann::json& j, std::string_view source);
+};
+
 struct ModelConfig {
   ModelFamily family = ModelFamily::Llama;
   std::string model_type;  // as config.json spells it
@@ -48,6 +62,7 @@ struct ModelConfig {
   std::optional<std::int64_t> sliding_window;  // Mistral: a key sees at most this many keys back
   bool scale_attn_by_inverse_layer_idx = false;  // GPT-2 option
   std::optional<DType> torch_dtype;
+  std::optional<GptqConfig> gptq;  // from config.json's quantization_config (or quantize_config.json)
   std::optional<std::int64_t> bos_token_id;
   std::vector<std::int64_t> eos_token_ids;  // config.json's eos_token_id (int or list)
 

@@ -11,21 +11,41 @@ void add_linear(std::vector<TensorSpec>& out, const std::string& name, std::int6
   if (bias) out.push_back({name + ".bias", {out_features}, {}});
 }
 
+// A GPTQ Linear: packed weights and zeros, scales per group and output, the group of each input row.
+void add_gptq_linear(std::vector<TensorSpec>& out, const std::string& name, std::int64_t out_features,
+                     std::int64_t in_features, bool bias, const GptqConfig& q) {
+  const std::int64_t pack = 32 / q.bits;
+  const std::int64_t groups = q.group_size < 0 ? 1 : (in_features + q.group_size - 1) / q.group_size;
+  out.push_back({name + ".qweight", {in_features / pack, out_features}, {}});
+  out.push_back({name + ".qzeros", {groups, out_features / pack}, {}});
+  out.push_back({name + ".scales", {groups, out_features}, {}});
+  out.push_back({name + ".g_idx", {in_features}, {}, true});
+  // AutoGPTQ saves a bias only where the layer had one; when present, it is used.
+  out.push_back({name + ".bias", {out_features}, {}, !bias});
+}
+
 std::vector<TensorSpec> llama_tensors(const ModelConfig& c) {
   std::vector<TensorSpec> t;
+  // Block Linears are quantized in a GPTQ checkpoint; embeddings and head never are.
+  auto block_linear = [&](std::vector<TensorSpec>& out, const std::string& name, std::int64_t o, std::int64_t i, bool bias) {
+    if (c.gptq)
+      add_gptq_linear(out, name, o, i, bias, *c.gptq);
+    else
+      add_linear(out, name, o, i, bias);
+  };
   const std::int64_t q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
   t.push_back({"model.embed_tokens.weight", {c.vocab_size, c.hidden_size}, {}});
   for (std::int64_t i = 0; i < c.num_layers; ++i) {
     const std::string b = block_name(c, i);
     t.push_back({b + ".input_layernorm.weight", {c.hidden_size}, {}});
-    add_linear(t, b + ".self_attn.q_proj", q, c.hidden_size, c.qkv_bias);
-    add_linear(t, b + ".self_attn.k_proj", kv, c.hidden_size, c.qkv_bias);
-    add_linear(t, b + ".self_attn.v_proj", kv, c.hidden_size, c.qkv_bias);
-    add_linear(t, b + ".self_attn.o_proj", c.hidden_size, q, c.out_proj_bias);
+    block_linear(t, b + ".self_attn.q_proj", q, c.hidden_size, c.qkv_bias);
+    block_linear(t, b + ".self_attn.k_proj", kv, c.hidden_size, c.qkv_bias);
+    block_linear(t, b + ".self_attn.v_proj", kv, c.hidden_size, c.qkv_bias);
+    block_linear(t, b + ".self_attn.o_proj", c.hidden_size, q, c.out_proj_bias);
     t.push_back({b + ".post_attention_layernorm.weight", {c.hidden_size}, {}});
-    add_linear(t, b + ".mlp.gate_proj", c.intermediate_size, c.hidden_size, c.mlp_bias);
-    add_linear(t, b + ".mlp.up_proj", c.intermediate_size, c.hidden_size, c.mlp_bias);
-    add_linear(t, b + ".mlp.down_proj", c.hidden_size, c.intermediate_size, c.mlp_bias);
+    block_linear(t, b + ".mlp.gate_proj", c.intermediate_size, c.hidden_size, c.mlp_bias);
+    block_linear(t, b + ".mlp.up_proj", c.intermediate_size, c.hidden_size, c.mlp_bias);
+    block_linear(t, b + ".mlp.down_proj", c.hidden_size, c.intermediate_size, c.mlp_bias);
   }
   t.push_back({"model.norm.weight", {c.hidden_size}, {}});
   t.push_back({"lm_head.weight", {c.vocab_size, c.hidden_size},

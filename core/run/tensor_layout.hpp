@@ -14,6 +14,7 @@ struct TensorSpec {
   std::string name;                  // module-tree name, e.g. "model.layers.0.self_attn.q_proj.weight"
   std::vector<std::int64_t> shape;   // as stored in the checkpoint
   std::string tied_to;               // non-empty: shares that tensor's weights and is not loaded itself
+  bool optional = false;             // used when the checkpoint has it (a GPTQ layer's bias, g_idx)
 };
 
 // Every parameter the forward pass reads, in execution order (embeddings, blocks, final norm, head).

@@ -1,0 +1,18 @@
+#pragma once
+// Internal to the running layer (includes ATen). GPTQ weights back to a dense matrix, as AutoGPTQ's
+// reference dequantization does: w[i][o] = scales[g][o] · (q[i][o] − zero[g][o]) with g = g_idx[i]
+// (or i / group_size), q and zero unpacked from int32 words (lowest bits first), and zero stored minus
+// one in the "gptq" checkpoint format. Layers stay packed in memory and are expanded when they run.
+#include <ATen/core/Tensor.h>
+
+#include "run/model_config.hpp"
+
+namespace devicemap {
+
+// qweight [in·bits/32, out] and qzeros [groups, out·bits/32] int32, scales [groups, out], g_idx [in]
+// int32 or undefined. Returns the Linear weight [out, in] in scales' dtype. Throws devicemap::Error when
+// dtypes or shapes do not fit together.
+at::Tensor dequantize_gptq(const at::Tensor& qweight, const at::Tensor& qzeros, const at::Tensor& scales,
+                           const at::Tensor& g_idx, const GptqConfig& config);
+
+}  // namespace devicemap
