@@ -1,0 +1,106 @@
+// The commands that need the running layer, through the built `devicemap` executable: run (ids, text,
+// JSON, planned or given maps), make-model, and their errors.
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "testkit.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<std::int64_t> ids_of(const std::string& text) {
+  std::vector<std::int64_t> ids;
+  std::istringstream in(text);
+  for (std::int64_t v; in >> v;) ids.push_back(v);
+  return ids;
+}
+
+nlohmann::json expected() { return testkit::read_json(testkit::demo_dir() / "expected_greedy.json"); }
+
+std::string demo() { return testkit::demo_dir().string(); }
+
+}  // namespace
+
+class TestRunCli : public QObject {
+  Q_OBJECT
+
+ private Q_SLOTS:
+  void runPrintsGreedyIds() {
+    testkit::TempDir dir;
+    std::ofstream(dir / "map.json") << R"({"model.embed_tokens": "cpu", "model.layers": "disk", "model.norm": "cpu", "lm_head": "cpu"})";
+    const auto r = testkit::run_cli({"run", demo(), "--device-map", (dir / "map.json").string(), "--prompt-ids", "1",
+                                     "--max-new-tokens", "200", "--greedy", "--ids"});
+    QVERIFY2(r.code == 0, r.err.c_str());
+    const auto reference = expected()["greedy_ids_including_bos"].get<std::vector<std::int64_t>>();
+    QCOMPARE(ids_of(r.out), std::vector<std::int64_t>(reference.begin() + 1, reference.end()));
+  }
+
+  void runPlansAndStreamsText() {
+    // No map given: planned for this machine, as `devicemap plan` would.
+    const auto r = testkit::run_cli({"run", demo(), "--prompt", "Once upon a time", "--max-new-tokens", "40", "--stats"});
+    QVERIFY2(r.code == 0, r.err.c_str());
+    const std::string text = expected()["expected_text"].get<std::string>();
+    QVERIFY(r.out.size() > 20 && r.out.back() == '\n');
+    const std::string story = "Once upon a time" + r.out.substr(0, r.out.size() - 1);
+    QVERIFY2(text.rfind(story, 0) == 0, story.c_str());
+    QVERIFY2(r.err.find("tok/s") != std::string::npos && r.err.find("device map:") != std::string::npos, r.err.c_str());
+  }
+
+  void runJson() {
+    const auto r = testkit::run_cli({"run", demo(), "--prompt-ids", "1 403 407", "--max-new-tokens", "5", "--format", "json"});
+    QVERIFY2(r.code == 0, r.err.c_str());
+    const auto j = nlohmann::json::parse(r.out);
+    const auto reference = expected()["greedy_ids_including_bos"].get<std::vector<std::int64_t>>();
+    QCOMPARE(j["prompt_ids"].get<std::vector<std::int64_t>>(), (std::vector<std::int64_t>{1, 403, 407}));
+    QCOMPARE(j["ids"].get<std::vector<std::int64_t>>(), std::vector<std::int64_t>(reference.begin() + 3, reference.begin() + 8));
+    DM_COMPARE_STR(j["stop"].get<std::string>(), std::string("max_new_tokens"));
+    // The text continues the prompt "Once upon": the first new word keeps its space.
+    DM_COMPARE_STR(j["text"].get<std::string>(), std::string(" a time, there was"));
+  }
+
+  void makeModelThenRunIt() {
+    testkit::TempDir dir;
+    std::ofstream(dir / "config.json") << R"({"model_type": "llama", "hidden_size": 64, "intermediate_size": 96,
+      "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 300,
+      "max_position_embeddings": 128, "bos_token_id": 1, "eos_token_id": 2})";
+    auto r = testkit::run_cli({"make-model", (dir / "m").string(), "--config", (dir / "config.json").string(), "--layers", "3",
+                               "--dtype", "bfloat16", "--shard-size", "40KB"});
+    QVERIFY2(r.code == 0, r.err.c_str());
+    QVERIFY(fs::exists(dir / "m" / "model.safetensors.index.json"));
+    const auto config = testkit::read_json(dir / "m" / "config.json");
+    QCOMPARE(config["num_hidden_layers"].get<int>(), 3);
+    DM_COMPARE_STR(config["torch_dtype"].get<std::string>(), std::string("bfloat16"));
+
+    r = testkit::run_cli({"run", (dir / "m").string(), "--prompt-ids", "1 5 9", "--max-new-tokens", "6", "--ids", "--greedy",
+                          "--stats"});
+    QVERIFY2(r.code == 0, r.err.c_str());
+    const auto ids = ids_of(r.out);
+    QVERIFY(!ids.empty() && ids.size() <= 6);  // a random model may still hit its stop id
+    for (const auto id : ids) QVERIFY(id >= 0 && id < 300);
+    QVERIFY2(r.err.find("bfloat16") != std::string::npos, r.err.c_str());
+
+    r = testkit::run_cli({"make-model", (dir / "m").string(), "--config", (dir / "config.json").string()});
+    QCOMPARE(r.code, 1);  // refuses to overwrite without --force
+    QVERIFY(r.err.find("--force") != std::string::npos);
+  }
+
+  void runErrors() {
+    auto r = testkit::run_cli({"run", "/nonexistent/model", "--prompt-ids", "1"});
+    QCOMPARE(r.code, 1);
+    QVERIFY(r.err.find("/nonexistent/model") != std::string::npos);
+    r = testkit::run_cli({"run", demo(), "--prompt-ids", "1", "--prompt", "x"});
+    QCOMPARE(r.code, 1);
+    r = testkit::run_cli({"run", demo(), "--prompt-ids", "1 9999", "--ids"});
+    QCOMPARE(r.code, 1);
+    QVERIFY2(r.err.find("vocabulary") != std::string::npos, r.err.c_str());
+    r = testkit::run_cli({"run", demo(), "--prompt-ids", "1", "--device-map", "/nonexistent/map.json"});
+    QCOMPARE(r.code, 1);
+    QVERIFY(r.err.find("map.json") != std::string::npos);
+  }
+};
+
+QTEST_MAIN(TestRunCli)
+#include "test_run_cli.moc"
