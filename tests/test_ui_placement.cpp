@@ -2,6 +2,7 @@
 // on the placement view, the layer table's device cell, undo. Demo model on two small simulated GPUs.
 #include <QtTest/QtTest>
 
+#include <QAbstractItemModelTester>
 #include <QApplication>
 #include <QDoubleSpinBox>
 #include <QItemSelectionModel>
@@ -52,6 +53,7 @@ class TestUiPlacement : public QObject {
 
   SessionController* controller_ = nullptr;
   MainWindow* window_ = nullptr;
+  QAbstractItemModelTester* tester_ = nullptr;
 
   const Session& session() const { return controller_->session(); }
   PlacementView* view() const { return window_->placementView(); }
@@ -69,6 +71,8 @@ class TestUiPlacement : public QObject {
     controller_->setMachine(small_machine(), QStringLiteral("test machine"));
     controller_->openModelNow(testkit::demo_dir().string());
     window_ = new MainWindow(controller_);
+    // Qt's own checks of the table model's signals and indexes, through every test.
+    tester_ = new QAbstractItemModelTester(window_->layerModel(), QAbstractItemModelTester::FailureReportingMode::QtTest, window_);
     window_->resize(1400, 900);
     window_->show();
     QVERIFY(QTest::qWaitForWindowExposed(window_));

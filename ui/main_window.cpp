@@ -165,6 +165,7 @@ void MainWindow::buildDocks() {
   addDockWidget(Qt::BottomDockWidgetArea, layers_dock);
 
   run_ = new RunPanel(controller_, this);
+  connect(run_, &RunPanel::planForThisMachine, this, &MainWindow::useThisMachine);
   auto* run_dock = new QDockWidget(tr("Run"), this);
   run_dock->setObjectName(QStringLiteral("run"));
   run_dock->setWidget(run_);

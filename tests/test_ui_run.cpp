@@ -1,0 +1,98 @@
+// The run panel: loads the demo model by the current plan on a worker thread and streams a greedy
+// generation that matches the reference ids; refuses plans that need devices this machine lacks.
+// Without the running layer in the build, the panel says so and offers no controls.
+#include <QtTest/QtTest>
+
+#include <QLabel>
+#include <QPlainTextEdit>
+#include <QPushButton>
+#include <QSpinBox>
+
+#include "plan/session.hpp"
+#include "plan/tokenizer.hpp"
+#include "testkit.hpp"
+#include "ui/run_panel.hpp"
+#include "ui/session_controller.hpp"
+
+using namespace devicemap;
+using namespace devicemap::ui;
+
+namespace {
+
+Machine profile(const char* json) { return machine_from_profile(nlohmann::json::parse(json), "test profile"); }
+
+}  // namespace
+
+class TestUiRun : public QObject {
+  Q_OBJECT
+
+ private Q_SLOTS:
+#ifdef DEVICEMAP_HAVE_RUNTIME
+  void loadsByThePlanAndStreamsTheGreedyText() {
+    SessionController controller;
+    controller.setMachine(profile(R"({"cpu": {"memory": "1GiB"}})"), QStringLiteral("cpu only"));
+    controller.openModelNow(testkit::demo_dir().string());
+    controller.pin({"model.layers.3"}, Device::disk());  // a block that runs from the checkpoint's mapping
+    RunPanel panel(&controller);
+    auto* load = panel.findChild<QPushButton*>(QStringLiteral("load"));
+    auto* generate = panel.findChild<QPushButton*>(QStringLiteral("generate"));
+    auto* state = panel.findChild<QLabel*>(QStringLiteral("state"));
+    QVERIFY(load && generate && state);
+    QVERIFY(load->isEnabled());
+    QVERIFY(!generate->isEnabled());
+
+    load->click();
+    QTRY_VERIFY_WITH_TIMEOUT(generate->isEnabled(), 60000);
+    QVERIFY2(state->text().startsWith(QStringLiteral("Loaded")), qPrintable(state->text()));
+
+    const int n = 24;
+    panel.findChild<QPlainTextEdit*>(QStringLiteral("prompt"))->setPlainText(QString());  // BOS only
+    panel.findChild<QSpinBox*>(QStringLiteral("maxNewTokens"))->setValue(n);
+    generate->click();
+    QVERIFY(!generate->isEnabled());
+    auto* speed = panel.findChild<QLabel*>(QStringLiteral("speed"));
+    QTRY_VERIFY_WITH_TIMEOUT(generate->isEnabled(), 60000);
+    QVERIFY2(speed->text().contains(QStringLiteral("tok/s")), qPrintable(speed->text()));
+
+    const auto expected = testkit::read_json(testkit::demo_dir() / "expected_greedy.json")["greedy_ids_including_bos"];
+    std::vector<int> ids;
+    for (int i = 1; i <= n; ++i) ids.push_back(expected[static_cast<std::size_t>(i)].get<int>());
+    const Tokenizer tokenizer = Tokenizer::load(testkit::demo_dir());
+    QCOMPARE(panel.findChild<QPlainTextEdit*>(QStringLiteral("output"))->toPlainText(),
+             QString::fromStdString(tokenizer.decode(ids, true)));
+
+    // Changing the plan afterwards says the loaded model is stale.
+    controller.unpinAll();
+    QVERIFY2(state->text().contains(QStringLiteral("Load again")), qPrintable(state->text()));
+  }
+
+  void refusesPlansOnSimulatedGpus() {
+    SessionController controller;
+    controller.setMachine(profile(R"({"gpus": [{"memory": "24GiB"}], "cpu": {"memory": "1GiB"}})"), QStringLiteral("sim"));
+    controller.openModelNow(testkit::demo_dir().string());
+    RunPanel panel(&controller);
+    QVERIFY(!panel.findChild<QPushButton*>(QStringLiteral("load"))->isEnabled());
+    QVERIFY(panel.findChild<QLabel*>(QStringLiteral("state"))->text().contains(QStringLiteral("GPU 0")));
+    QVERIFY(!panel.findChild<QPushButton*>(QStringLiteral("planForThisMachine"))->isHidden());
+  }
+
+  void catalogModelsCannotRun() {
+    SessionController controller;
+    controller.setMachine(profile(R"({"cpu": {"memory": "1TiB"}})"), QStringLiteral("cpu"));
+    controller.openModelNow("catalog:llama-3.1-8b");
+    RunPanel panel(&controller);
+    QVERIFY(!panel.findChild<QPushButton*>(QStringLiteral("load"))->isEnabled());
+    QVERIFY(panel.findChild<QLabel*>(QStringLiteral("state"))->text().contains(QStringLiteral("download")));
+  }
+#else
+  void saysTheRuntimeIsMissing() {
+    SessionController controller;
+    RunPanel panel(&controller);
+    QVERIFY(panel.findChild<QLabel*>(QStringLiteral("state"))->text().contains(QStringLiteral("LibTorch")));
+    QVERIFY(!panel.findChild<QPushButton*>(QStringLiteral("load")));
+  }
+#endif
+};
+
+QTEST_MAIN(TestUiRun)
+#include "test_ui_run.moc"
