@@ -343,6 +343,16 @@ class TestRunLlama : public QObject {
       QVERIFY2(err < 1e-4, ("position " + std::to_string(p) + ": " + std::to_string(err)).c_str());
     }
     const std::span<const std::int64_t> seq(kSequence);
+    // In chunks of 5 through the cache, the whole sequence gives the same logits.
+    LoadOptions chunked;
+    chunked.prefill_chunk = 5;
+    Model by_chunks = Model::load(dir.path(), map, chunked);
+    const Logits chunk_rows = by_chunks.evaluate(kSequence), chunk_last = by_chunks.forward(kSequence);
+    QCOMPARE(by_chunks.cached_tokens(), std::int64_t(kSequence.size()));
+    for (std::size_t p = 0; p < kSequence.size(); ++p)
+      QVERIFY(max_error(chunk_rows.row(std::int64_t(p)), reference[p]) < 1e-4);
+    QVERIFY(max_error(chunk_last.row(0), reference.back()) < 1e-4);
+
     model.forward(seq.first(4));
     for (std::size_t p = 4; p < seq.size(); ++p) {
       const Logits step = model.forward(seq.subspan(p, 1));

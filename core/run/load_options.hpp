@@ -36,6 +36,9 @@ struct LoadOptions {
   std::optional<std::filesystem::path> offload_folder;
   // Fetch the next block's offloaded weights on a background thread while a block runs.
   bool prefetch = true;
+  // Longer inputs run through the KV cache this many tokens at a time, which bounds the attention
+  // scores of a long prompt to chunk × context floats per head.
+  std::int64_t prefill_chunk = 512;
 };
 
 // Work stopped because the user asked (a progress callback returned false, a cancel flag was set).

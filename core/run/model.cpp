@@ -49,6 +49,24 @@ struct Model::Impl {
     return at::tensor(at::ArrayRef<std::int64_t>(ids.data(), ids.size()), at::TensorOptions().dtype(at::kLong));
   }
 
+  // Long prompts run through the cache in chunks: attention scores then take chunk × context floats
+  // per head instead of prompt × context (64 heads × 8k × 8k would be 16 GiB per layer).
+  std::int64_t chunk = 512;
+
+  at::Tensor run(const at::Tensor& ids, KvCache* kv, bool all_positions) {
+    const std::int64_t n = ids.size(0);
+    if (n <= chunk) return transformer->forward(ids, kv, all_positions);
+    KvCache scratch(config.num_layers, config.max_position_embeddings);
+    if (!kv) kv = &scratch;  // a whole sequence without the model's cache: chunks need one all the same
+    std::vector<at::Tensor> rows;
+    at::Tensor last;
+    for (std::int64_t start = 0; start < n; start += chunk) {
+      last = transformer->forward(ids.narrow(0, start, std::min(chunk, n - start)), kv, all_positions);
+      if (all_positions) rows.push_back(last);
+    }
+    return all_positions ? at::cat(rows, 0) : last;
+  }
+
   static Logits to_logits(const at::Tensor& t) {
     Logits l;
     const at::Tensor c = t.contiguous();
@@ -94,6 +112,8 @@ Model Model::load(const Checkpoint& checkpoint, const DeviceMap& map, const Load
     case ModelFamily::Llama: impl->transformer = make_llama(impl->config, *impl->weights, *impl->prefetcher); break;
     case ModelFamily::Gpt2: impl->transformer = make_gpt2(impl->config, *impl->weights, *impl->prefetcher); break;
   }
+  if (options.prefill_chunk < 1) throw Error("prefill_chunk must be at least 1");
+  impl->chunk = options.prefill_chunk;
   impl->cache = std::make_unique<KvCache>(impl->config.num_layers, impl->config.max_position_embeddings);
   impl->report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return Model(std::move(impl));
@@ -115,7 +135,7 @@ Logits Model::forward(std::span<const std::int64_t> ids, bool all_positions) {
   c10::InferenceMode inference;
   const at::Tensor t = impl_->ids_tensor(ids, impl_->cache->length());
   try {
-    return Impl::to_logits(impl_->transformer->forward(t, impl_->cache.get(), all_positions));
+    return Impl::to_logits(impl_->run(t, impl_->cache.get(), all_positions));
   } catch (const c10::Error& e) {
     impl_->cache->clear();
     impl_->prefetcher->reset();
@@ -131,7 +151,7 @@ Logits Model::evaluate(std::span<const std::int64_t> ids) {
   c10::InferenceMode inference;
   const at::Tensor t = impl_->ids_tensor(ids, 0);
   try {
-    return Impl::to_logits(impl_->transformer->forward(t, nullptr, true));
+    return Impl::to_logits(impl_->run(t, nullptr, true));
   } catch (const c10::Error& e) {
     impl_->prefetcher->reset();
     throw Error(std::string("the forward pass failed: ") + e.what_without_backtrace());
