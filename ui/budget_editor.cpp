@@ -27,6 +27,8 @@ BudgetEditor::BudgetEditor(QWidget* parent) : QWidget(parent) {
   spin_->setRange(0, 1e9);
   spin_->setKeyboardTracking(false);
   spin_->setAccelerated(true);
+  // Its width would follow the range's longest number; a few digits are what people type.
+  spin_->setMaximumWidth(spin_->fontMetrics().horizontalAdvance(QStringLiteral("00000.00")) + 40);
   spin_->setToolTip(tr("max_memory in the unit beside it (GiB = 2^30 bytes, GB = 10^9 bytes, as Accelerate reads them)"));
   unit_ = new QComboBox(this);
   for (const auto& [name, bytes] : {std::pair{"GiB", double(1ull << 30)}, {"GB", 1e9}, {"MiB", double(1ull << 20)},

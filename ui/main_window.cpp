@@ -58,6 +58,8 @@ MainWindow::MainWindow(SessionController* controller, QWidget* parent)
     : QMainWindow(parent), controller_(controller ? controller : new SessionController(this)) {
   setAcceptDrops(true);
   setDockNestingEnabled(true);
+  // The devices and plan column runs the full height; the layer table sits under the picture only.
+  setCorner(Qt::BottomLeftCorner, Qt::LeftDockWidgetArea);
   model_ = new LayerTableModel(controller_, this);
   selection_ = new QItemSelectionModel(model_, this);
   view_ = new PlacementView(model_, selection_, this);
@@ -173,7 +175,7 @@ void MainWindow::buildDocks() {
   tabifyDockWidget(layers_dock, run_dock);
   layers_dock->raise();
   resizeDocks({devices_dock}, {360}, Qt::Horizontal);
-  resizeDocks({devices_dock, plan_dock}, {420, 230}, Qt::Vertical);
+  resizeDocks({devices_dock, plan_dock}, {520, 260}, Qt::Vertical);
   resizeDocks({layers_dock}, {260}, Qt::Vertical);
 }
 

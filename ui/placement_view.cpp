@@ -58,6 +58,8 @@ PlacementView::PlacementView(LayerTableModel* model, QItemSelectionModel* select
 
 void PlacementView::relayout() {
   line_ = fontMetrics().height();
+  small_ = font();
+  small_.setPointSizeF(small_.pointSizeF() * 0.8);
   layoutBlocks();
   syncSelection();
   updateScrollBars();
@@ -560,8 +562,9 @@ void PlacementView::paintBlock(QPainter& p, const Block& b) const {
   p.setPen(selected ? QPen(palette().color(QPalette::Highlight).darker(130), 2) : QPen(fill.darker(135), 1));
   p.setBrush(fill);
   p.drawRect(b.rect.adjusted(0.5, 0.5, -0.5, -0.5));
-  if (b.rect.height() >= line_ - 2) {
+  if (b.rect.height() >= 0.6 * line_) {
     p.setPen(textOn(fill));
+    if (b.rect.height() < line_ - 2) p.setFont(small_);  // a short block still says what it is
     const QRectF r = b.rect.adjusted(6, 0, -16, 0);
     const QString name = shortName(u.name), size = sizeText(u.bytes);
     const auto& fm = p.fontMetrics();
@@ -572,6 +575,7 @@ void PlacementView::paintBlock(QPainter& p, const Block& b) const {
     } else {  // narrow: the name matters more
       p.drawText(r, Qt::AlignLeft | Qt::AlignVCenter, fm.elidedText(name, Qt::ElideMiddle, static_cast<int>(r.width())));
     }
+    p.setFont(font());
   }
   if (u.pinned || !u.follows.empty()) {
     // A pin head in the corner: filled when pinned, hollow when it follows a tied partner's pin.

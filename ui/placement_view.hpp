@@ -5,6 +5,7 @@
 // Click, shift-click and rubber-band select (shared with the layer table); dragging the selection onto
 // another column pins it there.
 #include <QAbstractScrollArea>
+#include <QFont>
 #include <QItemSelectionModel>
 #include <QPointer>
 
@@ -100,6 +101,7 @@ class PlacementView : public QAbstractScrollArea {
   double fit_ = 0;     // pixels per byte that shows every column whole
   double zoom_ = 1;
   int line_ = 16;      // text line height
+  QFont small_;        // labels of short blocks
 
   Gesture gesture_ = Gesture::None;
   QPoint press_pos_;   // viewport

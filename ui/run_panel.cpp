@@ -2,7 +2,7 @@
 
 #include <QCheckBox>
 #include <QDoubleSpinBox>
-#include <QFormLayout>
+#include <QGridLayout>
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QPlainTextEdit>
@@ -104,17 +104,21 @@ RunPanel::RunPanel(SessionController* controller, QWidget* parent) : QWidget(par
   top->addWidget(cancel_);
   top->addWidget(progress_, 1);
   top->addWidget(this_machine_);
-  auto* sampling = new QHBoxLayout;
-  sampling->addWidget(sample_);
+  // Two rows of settings, so that the panel fits beside the others.
+  auto* sampling = new QGridLayout;
+  sampling->addWidget(sample_, 0, 0);
+  int cell = 1;
   for (auto [label, w] : {std::pair<QString, QWidget*>{tr("temperature"), temperature_}, {tr("top-k"), top_k_},
                           {tr("top-p"), top_p_}, {tr("repetition penalty"), repetition_}, {tr("max new tokens"), max_new_},
                           {tr("seed"), seed_}}) {
-    sampling->addWidget(new QLabel(label, this));
-    sampling->addWidget(w);
+    const int row = cell / 4, col = 2 * (cell % 4);
+    sampling->addWidget(new QLabel(label, this), row, col, Qt::AlignRight);
+    sampling->addWidget(w, row, col + 1);
+    ++cell;
   }
-  sampling->addStretch(1);
-  sampling->addWidget(generate_);
-  sampling->addWidget(stop_);
+  sampling->setColumnStretch(8, 1);
+  sampling->addWidget(generate_, 0, 9);
+  sampling->addWidget(stop_, 1, 9);
   auto* layout = new QVBoxLayout(this);
   layout->addLayout(top);
   layout->addWidget(state_);
