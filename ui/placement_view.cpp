@@ -100,7 +100,10 @@ void PlacementView::layoutBlocks() {
     std::nth_element(sizes.begin(), sizes.begin() + static_cast<std::ptrdiff_t>(sizes.size() / 2), sizes.end());
     readable = (line_ + 4.0) / static_cast<double>(sizes[sizes.size() / 2]);
   }
-  const double base = std::max(avail / static_cast<double>(extent), readable);
+  double base = std::max(avail / static_cast<double>(extent), readable);
+  // Budgets far beyond the largest need (a small model on a big GPU) are marked, not drawn: then let
+  // the blocks use the room instead.
+  if (static_cast<double>(extent) * base > avail) base = std::max(base, 0.6 * avail / static_cast<double>(needed));
   fit_ = avail / static_cast<double>(needed);
   scale_ = base * zoom_;
   // The drawn height: the largest need, or the whole view; budgets beyond it are marked, not drawn.

@@ -25,7 +25,7 @@ shoot() {
   printf '[window]\ngeometry=@ByteArray()\n[General]\ntheme=%s\n' "${3:-light}" >"$config/DeviceMap/DeviceMap Studio.conf"
   DISPLAY=$display XDG_CONFIG_HOME=$config QT_QPA_PLATFORM=xcb "$studio" "$arg" >/dev/null 2>&1 &
   pid=$!
-  sleep "${SHOT_WAIT:-6}"
+  sleep "${SHOT_WAIT:-11}"  # past the status bar's timed messages
   DISPLAY=$display xwd -root -silent | convert xwd:- -crop "${width}x${height}+0+0" +repage "$out/$name.png"
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
