@@ -360,6 +360,33 @@ class TestRunLlama : public QObject {
     }
   }
 
+  void gptqGroupIndexOutOfRange() {
+    testkit::TempDir dir;
+    auto config = base_config("llama");
+    config["quantization_config"] = {{"quant_method", "gptq"}, {"bits", 4}, {"group_size", 16}, {"desc_act", true}};
+    RandomLlama(Variant{config, true}, 4).write(dir.path());
+    std::uint64_t at = 0;
+    {
+      const auto file = SafetensorsFile::open(dir / "model.safetensors");
+      const TensorInfo* g = file.find("model.layers.1.mlp.down_proj.g_idx");
+      QVERIFY(g);
+      at = file.data_offset() + g->begin + 4 * 7;
+    }
+    std::fstream f(dir / "model.safetensors", std::ios::binary | std::ios::in | std::ios::out);
+    f.seekp(static_cast<std::streamoff>(at));
+    const std::int32_t bad = 99;
+    f.write(reinterpret_cast<const char*>(&bad), 4);
+    f.close();
+    try {
+      Model::load(dir.path(), DeviceMap({{"", Device::cpu()}}));
+      QFAIL("a g_idx naming a group the scales lack was accepted");
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      QVERIFY2(m.find("model.layers.1.mlp.down_proj.g_idx") != std::string::npos && m.find("group 99") != std::string::npos,
+               m.c_str());
+    }
+  }
+
   void missingTensorIsNamed() {
     testkit::TempDir dir;
     auto config = base_config("qwen2");

@@ -38,10 +38,9 @@ at::Tensor dequantize_gptq(const at::Tensor& qweight, const at::Tensor& qzeros, 
     const int64_t size = config.group_size < 0 ? in : config.group_size;
     groups = at::arange(in, q.options().dtype(at::kLong)).div(size, "floor");
   }
+  // g_idx values were checked against the scales when the load was planned (load_plan.cpp).
   if (groups.numel() != in || zeros.size(1) != q.size(1) || scales.size(1) != q.size(1))
     throw Error("GPTQ tensors do not fit together (qweight, qzeros, scales, g_idx)");
-  if (in > 0 && (groups.min().item<int64_t>() < 0 || groups.max().item<int64_t>() >= scales.size(0)))
-    throw Error("GPTQ g_idx names a group that scales does not have");
   const at::Tensor levels = q.sub(zeros.index_select(0, groups)).to(scales.scalar_type());
   return levels.mul(scales.index_select(0, groups)).t();
 }

@@ -1,6 +1,7 @@
 #include "run/load_plan.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <sstream>
 
 #include "plan/checkpoint.hpp"
@@ -53,6 +54,28 @@ DType requested_dtype(const WeightFiles& files, const ModelConfig& config, const
 bool can_hold(DType d) {
   // LibTorch 1.13 has no float8 and no unsigned integers wider than a byte.
   return d != DType::F8_E4M3 && d != DType::F8_E5M2 && d != DType::U16 && d != DType::U32 && d != DType::U64;
+}
+
+// A GPTQ layer's g_idx indexes its scales' rows; an index out of range would fault on a GPU, so every
+// one is checked here, once, from the file.
+void check_group_indices(const LoadPlan& plan) {
+  std::map<std::string, std::int64_t> groups;
+  for (const auto& t : plan.tensors)
+    if (t.name.ends_with(".scales") && !t.source->shape.empty()) groups[t.name.substr(0, t.name.size() - 7)] = t.source->shape[0];
+  for (const auto& t : plan.tensors) {
+    if (!t.name.ends_with(".g_idx")) continue;
+    const TensorSource& s = *t.source;
+    const auto layer = groups.find(t.name.substr(0, t.name.size() - 6));
+    if (s.dtype != DType::I32 || layer == groups.end())
+      throw Error(s.file.string() + ": tensor '" + t.name + "' must be int32 beside its layer's scales");
+    for (std::size_t i = 0; i + 4 <= s.bytes.size(); i += 4) {
+      std::int32_t g = 0;
+      std::memcpy(&g, s.bytes.data() + i, 4);
+      if (g < 0 || g >= layer->second)
+        throw Error(s.file.string() + ": tensor '" + t.name + "' names group " + std::to_string(g) + " of " +
+                    std::to_string(layer->second));
+    }
+  }
 }
 
 }  // namespace
@@ -117,6 +140,7 @@ LoadPlan plan_load(const Checkpoint& checkpoint, const ModelConfig& config, cons
     if (load.offload) plan.offload_bytes += load.stored_bytes;
     plan.tensors.push_back(std::move(load));
   }
+  check_group_indices(plan);
   if (plan.offload_bytes > 0)
     plan.notes.push_back(format_size(plan.offload_bytes) + " of \"disk\" weights are written to the offload folder in " +
                          std::string(torch_name(plan.compute_dtype(plan.main_gpu.has_value()))) +
