@@ -1,8 +1,9 @@
 #pragma once
 // Internal to the running layer: Accelerate's load_checkpoint_and_dispatch, executing a LoadPlan. Each
-// tensor goes from the checkpoint's mapping straight to its device: GPU tensors are copied there in the
-// GPU compute dtype; "cpu" tensors alias the mapping when the dtype already matches (zero copy) and are
-// cast into RAM otherwise; "disk" tensors stay in the mapping and are cast or copied when a block runs.
+// tensor goes from its file's mapping (safetensors or .bin archive) straight to its device: GPU tensors
+// are copied there in the GPU compute dtype; "cpu" tensors alias the mapping when the dtype already
+// matches (zero copy) and are cast into RAM otherwise; "disk" tensors stay in the mapping (or, with an
+// offload folder and a cast to make, in its .dat files) and are copied or cast when a block runs.
 #include <memory>
 
 #include "run/load_options.hpp"

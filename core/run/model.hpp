@@ -44,7 +44,8 @@ struct TransferStats {
 
 class Model {
  public:
-  // Reads config.json and generation_config.json and loads every weight by `map` (see loader.hpp for
+  // Reads config.json, generation_config.json and quantize_config.json, plans the load (load_plan.hpp),
+  // checks it against the machine's free memory, and loads every weight by `map` (see loader.hpp for
   // what goes where). Throws devicemap::Error naming the file, key or tensor; LoadCancelled when
   // options.on_progress returns false. The checkpoint may be closed afterwards: tensors that alias its
   // files keep their mappings alive.
@@ -64,7 +65,8 @@ class Model {
   // of every new one. Throws devicemap::Error for an empty `ids`, an id outside the vocabulary, or a
   // sequence longer than max_position_embeddings; the cache is cleared when a forward fails.
   Logits forward(std::span<const std::int64_t> ids, bool all_positions = false);
-  // Runs `ids` as a whole sequence without the cache (which stays as it is); logits of every position.
+  // Runs `ids` as a whole sequence without the model's cache (which stays as it is); logits of every
+  // position. Not thread-safe, like every call here: one thread runs a Model at a time.
   Logits evaluate(std::span<const std::int64_t> ids);
 
   std::int64_t cached_tokens() const;
