@@ -107,9 +107,9 @@ void ModelPicker::scanCache() {
                                                .arg(QString::fromStdString(hub.string()))
                                          : tr("%n model(s) in %1", nullptr, static_cast<int>(found->size()))
                                                .arg(QString::fromStdString(hub.string())));
-    scan_->deleteLater();
     scan_ = nullptr;
   });
+  connect(scan_, &QThread::finished, scan_, &QObject::deleteLater);
   scan_->start();
 }
 
