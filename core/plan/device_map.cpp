@@ -149,8 +149,10 @@ std::string MapProblems::message() const {
 
 MapProblems validate(const DeviceMap& map, const Skeleton& s) {
   MapProblems p;
+  // As Accelerate's check_device_map: what state_dict() holds must be covered; non-persistent buffers
+  // are recreated by the model and follow their module.
   for (const auto& t : s.tensors)
-    if (!map.device_of(t.name)) p.uncovered.push_back(t.name);
+    if ((!t.buffer || t.persistent) && !map.device_of(t.name)) p.uncovered.push_back(t.name);
   for (const auto& [k, _] : map.entries())
     if (!k.empty() && s.find_module(k) < 0 && s.find_tensor(k) < 0) p.unknown_keys.push_back(k);
   for (const auto& group : s.tie_groups()) {
