@@ -25,7 +25,7 @@ void print_measurement(std::ostream& os, const Measurement& m, bool json) {
     return;
   }
   char buf[256];
-  std::snprintf(buf, sizeof buf, "%-44s %12.2f %-6s", m.name.c_str(), m.value, m.unit.c_str());
+  std::snprintf(buf, sizeof buf, "%-52s %12.2f %-6s", m.name.c_str(), m.value, m.unit.c_str());
   os << buf;
   if (m.bound) {
     std::snprintf(buf, sizeof buf, "  bound %10.2f  ratio %8.2f", *m.bound, m.ratio.value_or(0));

@@ -6,16 +6,20 @@
 #ifdef DEVICEMAP_HAVE_RUN_COMMANDS  // built with the running layer only
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <fstream>
-#include <numeric>
-#include <thread>
 #include <vector>
 
 #include "cli/args.hpp"
 #include "cli/bench.hpp"
+#include "plan/bandwidth.hpp"
 #include "plan/checkpoint.hpp"
 #include "plan/device_map.hpp"
 #include "plan/error.hpp"
+#include "plan/machine.hpp"
+#include "plan/model_source.hpp"
+#include "plan/skeleton.hpp"
+#include "plan/speed_model.hpp"
 #include "run/generator.hpp"
 #include "run/model.hpp"
 
@@ -76,30 +80,6 @@ std::uint64_t peak_rss() {
   return 0;
 }
 
-// Read bandwidth of RAM with every core summing its slice of a buffer much larger than the caches, GB/s.
-double memory_bandwidth_gbs() {
-  const std::size_t words = (std::size_t{512} << 20) / sizeof(std::uint64_t);
-  std::vector<std::uint64_t> data(words, 1);
-  const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
-  double best = 0;
-  for (int round = 0; round < 3; ++round) {
-    std::vector<std::uint64_t> sums(threads);
-    const auto t = Clock::now();
-    std::vector<std::thread> pool;
-    for (unsigned i = 0; i < threads; ++i)
-      pool.emplace_back([&, i] {
-        const std::size_t a = words * i / threads, b = words * (i + 1) / threads;
-        sums[i] = std::accumulate(data.begin() + static_cast<std::ptrdiff_t>(a), data.begin() + static_cast<std::ptrdiff_t>(b),
-                                  std::uint64_t{0});
-      });
-    for (auto& p : pool) p.join();
-    const double s = seconds_since(t);
-    if (std::accumulate(sums.begin(), sums.end(), std::uint64_t{0}) != words) throw Error("bench: memory test failed");
-    best = std::max(best, double(words * sizeof(std::uint64_t)) / s / 1e9);
-  }
-  return best;
-}
-
 }  // namespace
 
 int bench_load(const std::vector<std::string>& argv, std::ostream& out) {
@@ -128,15 +108,18 @@ int bench_load(const std::vector<std::string>& argv, std::ostream& out) {
   return 0;
 }
 
-int bench_generate(const std::vector<std::string>& argv, std::ostream& out) {
-  BenchModel b = open_bench_model(argv, {"tokens"});
-  const Args args(argv, {"device-map", "dtype", "format", "tokens"}, {});
-  const auto tokens = static_cast<std::int64_t>(args.get_u64("tokens", 64));
-  Model model = Model::load(b.checkpoint, b.map, b.options);
+namespace {
+
+// Measured decode speed of one placement, and what the speed model predicts for it on this machine.
+void decode_case(const BenchModel& b, const Skeleton& skeleton, const Machine& machine, const DeviceMap& map,
+                 bool prefetch, std::int64_t tokens, const std::string& label, double bandwidth, std::ostream& out) {
+  LoadOptions options = b.options;
+  options.prefetch = prefetch;
+  Model model = Model::load(b.checkpoint, map, options);
   GenerationOptions o;
   o.max_new_tokens = tokens;  // no stop ids: every step runs
   const std::vector<std::int64_t> prompt{model.config().bos_token_id.value_or(0)};
-  generate(model, prompt, o);  // warm-up
+  generate(model, prompt, o);  // warm-up: pages in what runs from the files
   const auto r = generate(model, prompt, o);
   std::uint64_t weight_bytes = 0;
   for (const auto& [device, n] : model.load_report().bytes_by_device) weight_bytes += n;
@@ -145,12 +128,51 @@ int bench_generate(const std::vector<std::string>& argv, std::ostream& out) {
   const std::uint64_t embedding = static_cast<std::uint64_t>(c.vocab_size * c.hidden_size) *
                                   static_cast<std::uint64_t>(dtype_bits(model.load_report().cpu_dtype) / 8);
   if (!c.tie_word_embeddings && weight_bytes > embedding) weight_bytes -= embedding;
-  const double bandwidth = memory_bandwidth_gbs();
   const double bound = bandwidth * 1e9 / double(weight_bytes), value = r.stats.decode_tokens_per_second();
-  print_measurement(out, {"generate." + b.name + ".decode", value, "tok/s", bound, value > 0 ? bound / value : 0,
-                          "bound: every weight read once per token at " + std::to_string(bandwidth).substr(0, 5) +
-                              " GB/s measured read bandwidth"},
+  const std::string name = "generate." + b.name + "." + label;
+  char gbs[32];
+  std::snprintf(gbs, sizeof gbs, "%.3g GB/s", bandwidth);
+  print_measurement(out, {name, value, "tok/s", bound, value > 0 ? bound / value : 0,
+                          std::string("bound: every weight read once per token at ") + gbs + " measured RAM bandwidth"},
                     b.json);
+  const SpeedPrediction p = predict_decode_speed(skeleton, map, machine, {model.load_report().requested_dtype});
+  const double predicted = prefetch ? p.tokens_per_second : p.tokens_per_second_without_prefetch;
+  print_measurement(out, {name + ".predicted", predicted, "tok/s", value, value > 0 ? predicted / value : 0,
+                          "ratio: the speed model's prediction over the measured speed above" +
+                              (p.known ? "" : "; " + p.summary())},
+                    b.json);
+}
+
+// The first half of the decoder layers on "disk", the rest on the CPU.
+DeviceMap half_on_disk(const Skeleton& s) {
+  std::vector<std::string> layers;
+  for (const auto& m : s.modules)
+    if (m.is_layer) layers.push_back(m.name);
+  DeviceMap map({{"", Device::cpu()}});
+  for (std::size_t i = 0; i < layers.size() / 2; ++i) map.set(layers[i], Device::disk());
+  return map;
+}
+
+}  // namespace
+
+int bench_generate(const std::vector<std::string>& argv, std::ostream& out) {
+  BenchModel b = open_bench_model(argv, {"tokens"});
+  const Args args(argv, {"device-map", "dtype", "format", "tokens"}, {});
+  const auto tokens = static_cast<std::int64_t>(args.get_u64("tokens", 64));
+  const Skeleton skeleton = skeleton_from_checkpoint(b.checkpoint);
+  // The prediction uses the bandwidth the bound uses, so that the two compare like for like.
+  const double bandwidth = measure_memory_bandwidth_gbs(std::size_t{512} << 20, 3);
+  Machine machine = detect_machine(b.checkpoint.dir());
+  for (auto& d : machine.devices)
+    if (d.device.is_cpu()) d.bandwidth_gbs = bandwidth;
+  measure_bandwidths(machine);
+  decode_case(b, skeleton, machine, b.map, true, tokens, "decode", bandwidth, out);
+  // Half the layers run from the checkpoint's mapping ("disk"), with and without read-ahead of the next.
+  if (!args.get("device-map")) {
+    const DeviceMap disk = half_on_disk(skeleton);
+    decode_case(b, skeleton, machine, disk, true, tokens, "decode.half_disk.prefetch", bandwidth, out);
+    decode_case(b, skeleton, machine, disk, false, tokens, "decode.half_disk.no_prefetch", bandwidth, out);
+  }
   return 0;
 }
 

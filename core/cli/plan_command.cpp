@@ -1,4 +1,6 @@
 // devicemap plan MODEL [planning flags] [-o device_map.json] [--format table|json]
+#include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -8,8 +10,10 @@
 
 #include "cli/commands.hpp"
 #include "cli/plan_flags.hpp"
+#include "plan/bandwidth.hpp"
 #include "plan/error.hpp"
 #include "plan/name_ranges.hpp"
+#include "plan/speed_model.hpp"
 #include "plan/units.hpp"
 
 namespace devicemap::cli {
@@ -21,11 +25,67 @@ const char* const kUsage =
 
 std::string cell(std::optional<std::int64_t> bytes) { return bytes ? format_size(static_cast<std::uint64_t>(*bytes)) : "unlimited"; }
 
-void print_table(std::ostream& os, const ModelSource& model, const PlanningRequest& req, const Plan& plan) {
+// The largest weight file of a checkpoint folder: what a disk read test should read.
+std::filesystem::path largest_weight_file(const std::filesystem::path& dir) {
+  std::filesystem::path best;
+  std::uintmax_t size = 0;
+  std::error_code ec;
+  if (dir.empty()) return best;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const auto ext = e.path().extension();
+    if ((ext == ".safetensors" || ext == ".bin") && e.is_regular_file(ec) && e.file_size(ec) > size) {
+      size = e.file_size(ec);
+      best = e.path();
+    }
+  }
+  return best;
+}
+
+std::string gbs(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, v >= 100 ? "%.0f GB/s" : "%.3g GB/s", v);
+  return b;
+}
+
+// ", GPUs 1008 GB/s, RAM 60 GB/s, PCIe 25 GB/s, disk 3.5 GB/s": what the prediction rests on.
+std::string bandwidth_text(const Machine& m) {
+  std::string s;
+  std::vector<double> gpus;
+  for (const auto& d : m.devices)
+    if (d.device.is_gpu()) gpus.push_back(d.bandwidth_gbs);
+  const bool same = !gpus.empty() && std::all_of(gpus.begin(), gpus.end(), [&](double v) { return v == gpus[0]; });
+  if (same && gpus[0] > 0) s += std::string(gpus.size() > 1 ? ", GPUs " : ", GPU ") + gbs(gpus[0]);
+  for (const auto& d : m.devices) {
+    if (d.bandwidth_gbs <= 0 || (d.device.is_gpu() && same)) continue;
+    s += ", " + (d.device.is_gpu() ? "GPU " + d.device.name() : d.device.is_cpu() ? std::string("RAM") : "disk") + " " +
+         gbs(d.bandwidth_gbs);
+    if (d.device.is_cpu() && m.pcie_gbs > 0 && !gpus.empty()) s += ", PCIe " + gbs(m.pcie_gbs);
+  }
+  return s;
+}
+
+void print_prediction(std::ostream& os, const Skeleton& skeleton, const PlanningRequest& req, const Plan& plan,
+                      bool offload_folder) {
+  const SpeedPrediction p = predict_decode_speed(skeleton, plan.device_map, req.machine,
+                                                 {req.options.dtype, req.options.flavor, plan.kv_per_layer, offload_folder});
+  os << "decode    " << p.summary();
+  if (p.known) {
+    char b[96];
+    std::snprintf(b, sizeof b, "; %.3g tok/s without prefetch, as Accelerate runs it", p.tokens_per_second_without_prefetch);
+    os << b;
+  }
+  os << "  (predicted, batch 1)\n";
+  for (const auto& a : p.assumptions) os << "          assuming " << a << "\n";
+}
+
+void print_table(std::ostream& os, const ModelSource& model, const PlanningRequest& req, const Plan& plan,
+                 bool offload_folder) {
   const auto& o = req.options;
   os << "model     " << model.description << "  (" << (model.skeleton.model_type.empty() ? "?" : model.skeleton.model_type)
      << ", " << format_size(static_cast<std::uint64_t>(plan.total_bytes)) << ")\n";
-  os << "machine   " << req.machine.name << (req.machine.simulated ? " (simulated)" : "") << "\n";
+  os << "machine   " << req.machine.name << (req.machine.simulated ? " (simulated)" : "");
+  os << bandwidth_text(req.machine);
+  os << "\n";
   os << "strategy  " << strategy_name(o.strategy) << ", dtype " << (o.dtype ? std::string(torch_name(*o.dtype)) : "as stored")
      << " (" << flavor_name(o.flavor) << " accounting)";
   if (plan.kv_per_layer) os << ", KV cache " << format_size(static_cast<std::uint64_t>(plan.kv_per_layer)) << " per layer";
@@ -45,6 +105,7 @@ void print_table(std::ostream& os, const ModelSource& model, const PlanningReque
     os << "\n";
   }
   os << "\n" << (plan.fits() ? "fits" : "does NOT fit") << "\n";
+  print_prediction(os, model.skeleton, req, plan, offload_folder);
   for (const auto& n : plan.notes) os << "note: " << n << "\n";
   for (const auto& w : model.skeleton.warnings) os << "warning: " << w << "\n";
   for (const auto& w : plan.warnings) os << "warning: " << w << "\n";
@@ -72,7 +133,8 @@ int plan_command(Invocation& inv) {
   if (format != "table" && format != "json") throw Error("--format: '" + format + "' is not table or json");
 
   const ModelSource model = open_model(args.positionals()[0]);
-  const PlanningRequest req = read_planning_flags(args, model.skeleton);
+  PlanningRequest req = read_planning_flags(args, model.skeleton);
+  if (format == "table" && !req.machine.simulated) measure_bandwidths(req.machine, largest_weight_file(model.checkpoint));
   const Plan plan = plan_device_map(model.skeleton, req.max_memory, req.options);
 
   if (auto out = args.get("output")) {
@@ -84,7 +146,7 @@ int plan_command(Invocation& inv) {
   if (format == "json")
     inv.out << plan.device_map.to_json().dump(2) << "\n";
   else
-    print_table(inv.out, model, req, plan);
+    print_table(inv.out, model, req, plan, args.get("offload-folder").has_value());
   return 0;
 }
 

@@ -69,13 +69,17 @@ void DeviceMap::set(std::string_view name, Device d) {
   entries_.emplace_back(std::string(name), d);
 }
 
-std::optional<Device> DeviceMap::device_of(std::string_view name) const {
+std::optional<Device> DeviceMap::device_of(std::string_view name) const { return DeviceMapIndex(*this).device_of(name); }
+
+DeviceMapIndex::DeviceMapIndex(const DeviceMap& map) {
+  for (const auto& [k, v] : map.entries()) keys_.emplace(k, v);
+}
+
+std::optional<Device> DeviceMapIndex::device_of(std::string_view name) const {
   // Most specific key wins: the name itself, then each dotted prefix, then "".
-  std::unordered_map<std::string_view, Device> index;
-  for (const auto& [k, v] : entries_) index.emplace(k, v);
   std::string_view probe = name;
   for (;;) {
-    if (auto it = index.find(probe); it != index.end()) return it->second;
+    if (auto it = keys_.find(probe); it != keys_.end()) return it->second;
     if (probe.empty()) return std::nullopt;
     const auto dot = probe.rfind('.');
     probe = dot == std::string_view::npos ? std::string_view{} : probe.substr(0, dot);
@@ -147,13 +151,14 @@ std::string MapProblems::message() const {
   return s;
 }
 
-MapProblems validate(const DeviceMap& map, const Skeleton& s) {
+MapProblems validate(const DeviceMap& given, const Skeleton& s) {
   MapProblems p;
+  const DeviceMapIndex map(given);
   // As Accelerate's check_device_map: what state_dict() holds must be covered; non-persistent buffers
   // are recreated by the model and follow their module.
   for (const auto& t : s.tensors)
     if ((!t.buffer || t.persistent) && !map.device_of(t.name)) p.uncovered.push_back(t.name);
-  for (const auto& [k, _] : map.entries())
+  for (const auto& [k, _] : given.entries())
     if (!k.empty() && s.find_module(k) < 0 && s.find_tensor(k) < 0) p.unknown_keys.push_back(k);
   for (const auto& group : s.tie_groups()) {
     std::optional<Device> first;

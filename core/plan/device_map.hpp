@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -28,6 +29,7 @@ class DeviceMap {
   void set(std::string_view name, Device d);
 
   // The device of a tensor or module name by the longest-prefix rule; nullopt when nothing covers it.
+  // Builds an index per call: for many names, use DeviceMapIndex.
   std::optional<Device> device_of(std::string_view tensor_name) const;
 
   // Accelerate's clean_device_map: any prefix whose entries all share one device collapses to it.
@@ -46,6 +48,16 @@ class DeviceMap {
 
  private:
   std::vector<Entry> entries_;
+};
+
+// Longest-prefix lookups over one map, its keys indexed once. The map must outlive the index.
+class DeviceMapIndex {
+ public:
+  explicit DeviceMapIndex(const DeviceMap& map);
+  std::optional<Device> device_of(std::string_view name) const;
+
+ private:
+  std::unordered_map<std::string_view, Device> keys_;
 };
 
 // What is wrong with a map for a skeleton: tensors no key covers, keys naming nothing in the model,

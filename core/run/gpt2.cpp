@@ -6,6 +6,7 @@
 #include "plan/error.hpp"
 #include "run/tensor_layout.hpp"
 #include "run/attention.hpp"
+#include "run/dense.hpp"
 #include "run/kv_cache.hpp"
 #include "run/prefetcher.hpp"
 #include "run/model_config.hpp"
@@ -41,7 +42,7 @@ class Gpt2 final : public Transformer {
     const auto norm_device = w_.execution_device("transformer.ln_f.weight");
     h = layer_norm("transformer.ln_f", move(h, norm_device), norm_device);
     const auto head_device = w_.execution_device("lm_head.weight");
-    return at::linear(move(h, head_device), p_.fetch("lm_head.weight", head_device)).to(at::kCPU, at::kFloat);
+    return dense(move(h, head_device), p_.fetch("lm_head.weight", head_device)).to(at::kCPU, at::kFloat);
   }
 
  private:
@@ -55,7 +56,7 @@ class Gpt2 final : public Transformer {
   }
 
   at::Tensor conv1d(const std::string& name, const at::Tensor& x, const c10::Device& device) const {
-    return at::addmm(p_.fetch(name + ".bias", device), x, p_.fetch(name + ".weight", device));
+    return dense_in_out(x, p_.fetch(name + ".weight", device), p_.fetch(name + ".bias", device));
   }
 
   at::Tensor activation(const at::Tensor& x) const {

@@ -6,6 +6,7 @@
 
 #include "run/tensor_layout.hpp"
 #include "run/attention.hpp"
+#include "run/dense.hpp"
 #include "run/gptq.hpp"
 #include "run/kv_cache.hpp"
 #include "run/prefetcher.hpp"
@@ -55,7 +56,7 @@ class Llama final : public Transformer {
     const auto norm_device = w_.execution_device("model.norm.weight");
     h = rms_norm(move(h, norm_device), p_.fetch("model.norm.weight", norm_device), c_.norm_eps);
     const auto head_device = w_.execution_device("lm_head.weight");
-    return at::linear(move(h, head_device), p_.fetch("lm_head.weight", head_device)).to(at::kCPU, at::kFloat);
+    return dense(move(h, head_device), p_.fetch("lm_head.weight", head_device)).to(at::kCPU, at::kFloat);
   }
 
  private:
@@ -97,7 +98,7 @@ class Llama final : public Transformer {
         c_.gptq ? dequantize_gptq(p_.fetch(name + ".qweight", device), p_.fetch(name + ".qzeros", device),
                                   p_.fetch(name + ".scales", device), p_.fetch_if_present(name + ".g_idx", device), *c_.gptq)
                 : p_.fetch(name + ".weight", device);
-    return at::linear(x, weight, p_.fetch_if_present(name + ".bias", device));
+    return dense(x, weight, p_.fetch_if_present(name + ".bias", device));
   }
 
   at::Tensor block(std::int64_t index, at::Tensor h, KvCache* cache, std::int64_t past, Rotary& rotary) const {

@@ -98,11 +98,13 @@ LoadPlan plan_load(const Checkpoint& checkpoint, const ModelConfig& config, cons
   if (plan.cpu_dtype != plan.requested_dtype && !plan.main_gpu)
     plan.notes.push_back("float16 weights run as float32 on the CPU (LibTorch has no float16 CPU kernels)");
 
+  const DeviceMapIndex index(map);
+  std::uint64_t recast_bytes = 0;  // "disk" weights cast every time their block runs
   for (const auto& spec : specs) {
     if (!spec.tied_to.empty()) {
       // A tied checkpoint may still carry its own copy of the head; transformers ignores it and so do we.
       plan.ties.emplace_back(spec.name, spec.tied_to);
-      const auto own = map.device_of(spec.name), target = map.device_of(spec.tied_to);
+      const auto own = index.device_of(spec.name), target = index.device_of(spec.tied_to);
       if (own && target && *own != *target)
         plan.notes.push_back("'" + spec.name + "' is tied to '" + spec.tied_to + "' but mapped to " + own->name() +
                              " instead of " + target->name() + "; it is fetched from there when used");
@@ -113,7 +115,7 @@ LoadPlan plan_load(const Checkpoint& checkpoint, const ModelConfig& config, cons
     if (!can_hold(source.dtype))
       throw Error(source.file.string() + ": tensor '" + source.name + "' has dtype " +
                   std::string(safetensors_name(source.dtype)) + ", which LibTorch cannot hold");
-    const auto placement = map.device_of(spec.name);
+    const auto placement = index.device_of(spec.name);
     if (!placement)
       throw Error("no key of the device map covers tensor '" + spec.name +
                   "'; add one for it or its module (the key \"\" covers everything)");
@@ -128,6 +130,7 @@ LoadPlan plan_load(const Checkpoint& checkpoint, const ModelConfig& config, cons
     // cast copy; "cpu" stays in the mapping when no cast is needed.
     if (placement->is_disk()) {
       load.offload = options.offload_folder.has_value() && load.stored_dtype != source.dtype;
+      if (!load.offload && load.stored_dtype != source.dtype) recast_bytes += source.nbytes();
       if (!load.offload) load.stored_dtype = source.dtype;
     }
     load.aliases_file = load.offload || (aligned && !placement->is_gpu() && load.stored_dtype == source.dtype);
@@ -145,6 +148,9 @@ LoadPlan plan_load(const Checkpoint& checkpoint, const ModelConfig& config, cons
     plan.notes.push_back(format_size(plan.offload_bytes) + " of \"disk\" weights are written to the offload folder in " +
                          std::string(torch_name(plan.compute_dtype(plan.main_gpu.has_value()))) +
                          ", so that they run without a cast");
+  if (recast_bytes > 0)
+    plan.notes.push_back(format_size(recast_bytes) + " of \"disk\" weights are stored in another dtype than the one that runs " +
+                         "and are cast every time their block runs; an offload folder converts them once");
   return plan;
 }
 

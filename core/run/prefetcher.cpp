@@ -24,7 +24,30 @@ std::uint64_t advise_will_need(const at::Tensor& t) {
 Prefetcher::Prefetcher(const Weights& weights, std::size_t blocks, bool enabled)
     : weights_(weights), enabled_(enabled), needs_(blocks), learnt_(blocks, false) {}
 
-Prefetcher::~Prefetcher() { reset(); }
+Prefetcher::~Prefetcher() {
+  reset();
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (worker_.joinable()) worker_.join();
+}
+
+void Prefetcher::work() {
+  c10::InferenceMode inference;
+  for (;;) {
+    std::packaged_task<Fetched()> job;
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    job();  // an exception is stored in the job's future
+  }
+}
 
 void Prefetcher::reset() {
   if (pending_.valid()) {
@@ -61,8 +84,7 @@ void Prefetcher::start(std::size_t index) {
   if (!learnt_[index] || needs_[index].empty()) return;
   std::vector<Need> needs = needs_[index];
   pending_index_ = index;
-  pending_ = std::async(std::launch::async, [this, needs = std::move(needs)] {
-    c10::InferenceMode inference;
+  std::packaged_task<Fetched()> job([this, needs = std::move(needs)] {
     Fetched out;
     for (const auto& n : needs) {
       if (n.transfer)
@@ -72,6 +94,13 @@ void Prefetcher::start(std::size_t index) {
     }
     return out;
   });
+  pending_ = job.get_future();
+  {
+    std::lock_guard lock(mutex_);
+    jobs_.push_back(std::move(job));
+  }
+  if (!worker_.joinable()) worker_ = std::thread([this] { work(); });
+  wake_.notify_one();
   for (const auto& n : needs_[index])
     if (!n.transfer) stats_.advised_bytes += static_cast<std::uint64_t>(weights_.stored(n.name).tensor.nbytes());
 }

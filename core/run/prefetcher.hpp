@@ -8,9 +8,13 @@
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <future>
+#include <mutex>
+#include <thread>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -51,6 +55,7 @@ class Prefetcher {
 
   void start(std::size_t index);
   void record(std::string_view name, const c10::Device& device, bool transfer);
+  void work();  // the worker thread: runs queued fetches in order
 
   const Weights& weights_;
   bool enabled_;
@@ -62,6 +67,12 @@ class Prefetcher {
   std::size_t pending_index_ = kNone;
   std::future<Fetched> pending_;
   TransferStats stats_;
+  // One long-lived worker: starting a thread per block costs more than a small block takes to run.
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<std::packaged_task<Fetched()>> jobs_;
+  bool stopping_ = false;
+  std::thread worker_;  // started on the first prefetch
 };
 
 }  // namespace devicemap

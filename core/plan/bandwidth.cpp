@@ -1,0 +1,82 @@
+#include "plan/bandwidth.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <numeric>
+#include <thread>
+#include <vector>
+
+#include "plan/error.hpp"
+#include "plan/machine.hpp"
+
+namespace devicemap {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+}  // namespace
+
+double measure_memory_bandwidth_gbs(std::size_t bytes, int rounds) {
+  const std::size_t words = std::max<std::size_t>(1, bytes / sizeof(std::uint64_t));
+  std::vector<std::uint64_t> data(words, 1);
+  const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+  double best = 0;
+  for (int round = 0; round < rounds; ++round) {
+    std::vector<std::uint64_t> sums(threads);
+    const auto t = Clock::now();
+    std::vector<std::thread> pool;
+    for (unsigned i = 0; i < threads; ++i)
+      pool.emplace_back([&, i] {
+        const auto a = static_cast<std::ptrdiff_t>(words * i / threads), b = static_cast<std::ptrdiff_t>(words * (i + 1) / threads);
+        sums[i] = std::accumulate(data.begin() + a, data.begin() + b, std::uint64_t{0});
+      });
+    for (auto& p : pool) p.join();
+    const double s = seconds_since(t);
+    // The sums are checked so that the reads cannot be optimised away.
+    if (std::accumulate(sums.begin(), sums.end(), std::uint64_t{0}) != words) throw Error("memory bandwidth test failed");
+    best = std::max(best, double(words * sizeof(std::uint64_t)) / s / 1e9);
+  }
+  return best;
+}
+
+std::optional<double> measure_disk_read_gbs(const std::filesystem::path& file, std::size_t bytes) {
+  const int fd = ::open(file.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  constexpr std::size_t kChunk = std::size_t{4} << 20, kAlign = 4096;
+  void* raw = nullptr;
+  if (::posix_memalign(&raw, kAlign, kChunk) != 0) {
+    ::close(fd);
+    return std::nullopt;
+  }
+  const std::unique_ptr<void, decltype(&std::free)> buffer(raw, &std::free);
+  std::size_t done = 0;
+  const auto t = Clock::now();
+  while (done < bytes) {
+    const ssize_t n = ::pread(fd, buffer.get(), kChunk, static_cast<off_t>(done));
+    if (n <= 0) break;
+    done += static_cast<std::size_t>(n);
+    if (static_cast<std::size_t>(n) < kChunk) break;
+  }
+  const double s = seconds_since(t);
+  ::close(fd);
+  if (done < (std::size_t{16} << 20) || s <= 0) return std::nullopt;
+  return double(done) / s / 1e9;
+}
+
+void measure_bandwidths(Machine& m, const std::filesystem::path& sample_file) {
+  for (auto& d : m.devices) {
+    if (d.simulated || d.bandwidth_gbs > 0) continue;
+    if (d.device.is_cpu()) d.bandwidth_gbs = measure_memory_bandwidth_gbs();
+    if (d.device.is_disk() && !sample_file.empty())
+      if (auto v = measure_disk_read_gbs(sample_file)) d.bandwidth_gbs = *v;
+  }
+}
+
+}  // namespace devicemap

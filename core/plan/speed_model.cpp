@@ -1,0 +1,229 @@
+#include "plan/speed_model.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <set>
+
+#include "plan/device_map.hpp"
+#include "plan/machine.hpp"
+#include "plan/skeleton.hpp"
+#include "plan/units.hpp"
+
+namespace devicemap {
+namespace {
+
+// One unit of execution: a decoder layer, or the direct tensors of another module (norm, head).
+struct Block {
+  bool layer = false;
+  std::optional<Device> exec;  // where it runs
+  double compute_bytes = 0;    // read from the execution device's memory
+  double flops = 0;            // CPU execution only
+  double fetch_seconds = 0;    // moving offloaded weights to the execution device
+  double compute_seconds = 0;
+};
+
+// Registration-order blocks: every module inside a decoder layer belongs to the layer.
+std::vector<int> block_of_modules(const Skeleton& s, std::vector<Block>& blocks) {
+  std::vector<int> of(s.modules.size(), -1);
+  std::vector<std::pair<int, int>> stack{{0, -1}};  // module, enclosing layer block
+  while (!stack.empty()) {
+    auto [m, layer] = stack.back();
+    stack.pop_back();
+    const auto& mod = s.modules[static_cast<std::size_t>(m)];
+    if (layer < 0 && mod.is_layer) {
+      layer = static_cast<int>(blocks.size());
+      blocks.push_back({true});
+    }
+    if (layer >= 0) {
+      of[static_cast<std::size_t>(m)] = layer;
+    } else if (!mod.params.empty()) {
+      of[static_cast<std::size_t>(m)] = static_cast<int>(blocks.size());
+      blocks.push_back({false});
+    }
+    for (auto c = mod.children.rbegin(); c != mod.children.rend(); ++c) stack.emplace_back(*c, layer);
+  }
+  return of;
+}
+
+}  // namespace
+
+std::string SpeedPrediction::summary() const {
+  if (!known) {
+    std::string s = "unknown (no figure for ";
+    for (std::size_t i = 0; i < missing.size(); ++i) s += (i ? ", " : "") + missing[i];
+    return s + ")";
+  }
+  char b[160];
+  std::snprintf(b, sizeof b, "%.3g tok/s", tokens_per_second);
+  std::string s = b;
+  for (const auto& p : parts)
+    if (p.resource == bottleneck) {
+      if (p.resource == "dispatch")
+        std::snprintf(b, sizeof b, " (bound by dispatch: %.2g ms per token)", p.seconds * 1e3);
+      else if (p.resource == "CPU compute")
+        std::snprintf(b, sizeof b, " (bound by CPU compute: %.3g GFLOP per token)", p.bytes / 1e9);
+      else
+        std::snprintf(b, sizeof b, " (bound by %s: %s per token)", p.resource.c_str(),
+                      format_size(static_cast<std::uint64_t>(p.bytes)).c_str());
+      s += b;
+    }
+  return s;
+}
+
+SpeedPrediction predict_decode_speed(const Skeleton& s, const DeviceMap& map, const Machine& machine,
+                                     const SpeedInputs& in) {
+  SpeedPrediction out;
+  const DeviceMapIndex index(map);
+  std::optional<int> main_gpu;  // runs what is mapped to "cpu" and "disk", as the runner does
+  for (const auto& [_, d] : map.entries())
+    if (d.is_gpu() && (!main_gpu || d.index < *main_gpu)) main_gpu = d.index;
+
+  std::vector<Block> blocks;
+  const auto block_of = block_of_modules(s, blocks);
+
+  // Bytes each tensor costs per token, where it lives and where it runs.
+  struct Read {
+    int block;
+    Device home, exec;
+    double bytes, flops;
+    double recast;  // bytes of a cast each run (stored + cast result), 0 when none
+  };
+  std::vector<Read> reads;
+  double on_disk = 0, resident_cpu = 0;  // weights held there, whether read per token or not
+  for (const auto& t : s.tensors) {
+    if (t.buffer) continue;  // rotary tables and masks: small, and sliced rather than read whole
+    const auto& weights = t.tied_to >= 0 ? s.tensors[static_cast<std::size_t>(t.tied_to)] : t;
+    const auto home = index.device_of(weights.name);
+    const auto own = index.device_of(t.name);
+    if (!home || !own) continue;  // validate() reports uncovered tensors
+    const Device exec = own->is_gpu() ? *own : main_gpu ? Device::gpu(*main_gpu) : Device::cpu();
+    DType dt = in.dtype && is_floating(weights.dtype) ? *in.dtype : weights.dtype;
+    if (exec.is_cpu() && dt == DType::F16) dt = DType::F32;  // no float16 CPU kernels: the runner casts
+    const double bytes = double(weights.numel()) * dtype_bits(dt) / 8;
+    if (t.tied_to < 0 && home->is_disk()) on_disk += bytes;
+    if (t.tied_to < 0 && home->is_cpu()) resident_cpu += bytes;
+    // A lookup reads one row; a tied embedding is read whole by the head that shares it (its alias).
+    const bool embedding = s.modules[static_cast<std::size_t>(weights.module)].cls.find("Embedding") != std::string::npos;
+    if (t.tied_to < 0 && embedding) continue;
+    const bool recast = home->is_disk() && !in.offload_folder && is_floating(weights.dtype) && weights.dtype != dt;
+    const double recast_bytes = recast ? double(weights.numel()) * dtype_bits(weights.dtype) / 8 + bytes : 0;
+    reads.push_back({block_of[static_cast<std::size_t>(t.module)], *home, exec, bytes, 2.0 * double(weights.numel()), recast_bytes});
+  }
+
+  // Figures the placement needs; a missing one leaves the prediction unknown.
+  std::set<std::string> missing;
+  const auto bandwidth = [&](Device d) {
+    const DeviceInfo* info = machine.find(d);
+    if (!info || info->bandwidth_gbs <= 0) {
+      missing.insert("bandwidth of " + (d.is_gpu() ? "GPU " + d.name() : d.is_cpu() ? std::string("CPU RAM") : "disk"));
+      return 1.0;
+    }
+    return info->bandwidth_gbs * 1e9;
+  };
+  const DeviceInfo* cpu = machine.find(Device::cpu());
+  const double ram_free = cpu ? double(cpu->free) : 0;
+  const bool cached = on_disk > 0 && on_disk <= ram_free - resident_cpu;
+  if (on_disk > 0)
+    out.assumptions.push_back(
+        cached ? "the " + format_size(static_cast<std::uint64_t>(on_disk)) +
+                     " on disk stay in the page cache after the first token and are read at RAM speed"
+               : "the " + format_size(static_cast<std::uint64_t>(on_disk)) + " on disk exceed the RAM the plan leaves (" +
+                     format_size(static_cast<std::uint64_t>(std::max(0.0, ram_free - resident_cpu))) +
+                     "), so every token reads them from the disk");
+  const bool compute_known = machine.cpu_gflops > 0;
+
+  std::map<std::string, SpeedPart> parts;
+  const auto charge = [&](const std::string& resource, double bytes, double seconds) {
+    auto& p = parts[resource];
+    p.resource = resource;
+    p.bytes += bytes;
+    p.seconds += seconds;
+  };
+  std::vector<double> cpu_ram_bytes(blocks.size(), 0);
+  for (const auto& r : reads) {
+    Block& b = blocks[static_cast<std::size_t>(r.block)];
+    b.exec = r.exec;
+    if (r.recast > 0) {
+      const double t = r.recast / bandwidth(Device::cpu());
+      (r.exec.is_cpu() ? b.compute_seconds : b.fetch_seconds) += t;
+      charge("CPU RAM (casts)", r.recast, t);
+    }
+    if (r.exec.is_gpu()) {
+      const double bw = bandwidth(r.exec);
+      b.compute_bytes += r.bytes;
+      charge("GPU " + r.exec.name() + " memory", r.bytes, r.bytes / bw);
+      if (r.home.is_gpu()) continue;
+      // Offloaded: over PCIe every token, from RAM or from the disk.
+      if (machine.pcie_gbs <= 0) missing.insert("PCIe bandwidth");
+      double link = machine.pcie_gbs * 1e9;
+      std::string source = "PCIe";
+      if (r.home.is_cpu() || cached) {
+        link = std::min(link, bandwidth(Device::cpu()));
+      } else {
+        const double disk = bandwidth(Device::disk());
+        if (disk < link) source = "disk";
+        link = std::min(link, disk);
+      }
+      b.fetch_seconds += r.bytes / link;
+      charge(source, r.bytes, r.bytes / link);
+    } else {
+      cpu_ram_bytes[static_cast<std::size_t>(r.block)] += r.bytes;
+      b.flops += r.flops;
+      if (r.home.is_disk() && !cached) {
+        const double disk = bandwidth(Device::disk());
+        b.fetch_seconds += r.bytes / disk;
+        charge("disk", r.bytes, r.bytes / disk);
+      }
+    }
+  }
+  for (std::size_t i = 0; i < blocks.size(); ++i) {
+    Block& b = blocks[i];
+    if (!b.exec) continue;
+    const double kv = b.layer ? double(in.kv_bytes_per_layer) / 2 : 0;
+    if (b.exec->is_gpu()) {
+      const double t = kv / bandwidth(*b.exec);
+      b.compute_seconds += b.compute_bytes / bandwidth(*b.exec) + t;
+      if (kv > 0) charge("GPU " + b.exec->name() + " memory", kv, t);
+    } else {
+      const double bytes = cpu_ram_bytes[i] + kv;
+      const double memory = bytes / bandwidth(Device::cpu());
+      const double compute = compute_known ? b.flops / (machine.cpu_gflops * 1e9) : 0;
+      b.compute_seconds += std::max(memory, compute);
+      charge("CPU RAM", bytes, memory);
+      if (compute_known) charge("CPU compute", b.flops, compute);
+    }
+    const double overhead = b.exec->is_gpu() ? kGpuBlockOverhead : kCpuBlockOverhead;
+    b.compute_seconds += overhead;
+    charge("dispatch", 0, overhead);
+  }
+  if (!compute_known && std::any_of(reads.begin(), reads.end(), [](const Read& r) { return r.exec.is_cpu(); }))
+    out.assumptions.push_back("the CPU's compute rate is unknown: its blocks are taken to be bound by memory");
+
+  out.missing.assign(missing.begin(), missing.end());
+  for (auto& [_, p] : parts) out.parts.push_back(p);
+  if (!out.missing.empty()) return out;
+
+  // With prefetch, a layer's fetch hides behind the previous layer's compute (block 0's behind the last).
+  std::vector<std::size_t> layers;
+  for (std::size_t i = 0; i < blocks.size(); ++i)
+    if (blocks[i].exec && blocks[i].layer) layers.push_back(i);
+  double with = 0, without = 0;
+  for (std::size_t i = 0; i < blocks.size(); ++i) {
+    const Block& b = blocks[i];
+    if (!b.exec) continue;
+    without += b.compute_seconds + b.fetch_seconds;
+    if (!b.layer) with += b.compute_seconds + b.fetch_seconds;
+  }
+  for (std::size_t k = 0; k < layers.size(); ++k)
+    with += std::max(blocks[layers[k]].compute_seconds, blocks[layers[(k + 1) % layers.size()]].fetch_seconds);
+  out.known = with > 0;
+  out.tokens_per_second = with > 0 ? 1 / with : 0;
+  out.tokens_per_second_without_prefetch = without > 0 ? 1 / without : 0;
+  const auto worst = std::max_element(out.parts.begin(), out.parts.end(),
+                                      [](const SpeedPart& a, const SpeedPart& b) { return a.seconds < b.seconds; });
+  if (worst != out.parts.end()) out.bottleneck = worst->resource;
+  return out;
+}
+
+}  // namespace devicemap
