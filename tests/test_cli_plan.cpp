@@ -4,8 +4,10 @@
 #include <fstream>
 
 #include "plan/device_map.hpp"
+#include "plan/machine.hpp"
 #include "plan/model_source.hpp"
 #include "plan/planner.hpp"
+#include "plan/speed_model.hpp"
 
 using namespace devicemap;
 
@@ -43,6 +45,17 @@ class CliPlan : public QObject {
     QVERIFY2(out.contains("model.layers.0-"), r.out.c_str());
     QVERIFY(out.contains("24.00 GiB"));
     QVERIFY(out.contains("fits"));
+    // The predicted speed is the speed model's for the printed plan on the profile's figures.
+    const Skeleton s = open_model("catalog:llama-3.1-70b").skeleton;
+    PlanOptions o;
+    o.dtype = DType::BF16;
+    const Machine m = load_profile(resources_dir() / "profiles" / "2x24gb.json");
+    const Plan plan = plan_device_map(s, default_max_memory(m), o);
+    const auto p = predict_decode_speed(s, plan.device_map, m, {DType::BF16});
+    QVERIFY(p.known);
+    QVERIFY2(out.contains(QString::fromStdString("decode    " + p.summary())), r.out.c_str());
+    QVERIFY(out.contains("bound by PCIe"));  // 86 GiB of the 70B cross the link every token
+    QVERIFY(out.contains("PCIe 25 GB/s"));
   }
   void errors_are_one_clear_line_data() {
     QTest::addColumn<QStringList>("args");

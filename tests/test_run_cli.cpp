@@ -32,10 +32,17 @@ class TestRunCli : public QObject {
     testkit::TempDir dir;
     std::ofstream(dir / "map.json") << R"({"model.embed_tokens": "cpu", "model.layers": "disk", "model.norm": "cpu", "lm_head": "cpu"})";
     const auto r = testkit::run_cli({"run", demo(), "--device-map", (dir / "map.json").string(), "--prompt-ids", "1",
-                                     "--max-new-tokens", "200", "--greedy", "--ids"});
+                                     "--max-new-tokens", "200", "--greedy", "--output", "ids"});
     QVERIFY2(r.code == 0, r.err.c_str());
     const auto reference = expected()["greedy_ids_including_bos"].get<std::vector<std::int64_t>>();
-    QCOMPARE(ids_of(r.out), std::vector<std::int64_t>(reference.begin() + 1, reference.end()));
+    QCOMPARE(ids_of(r.out), reference);  // the whole sequence, the prompt's BOS included
+  }
+
+  void anEmptyPromptIsBosAlone() {
+    const auto r = testkit::run_cli({"run", demo(), "--prompt", "", "--max-new-tokens", "4", "--greedy", "--output", "ids"});
+    QVERIFY2(r.code == 0, r.err.c_str());
+    const auto reference = expected()["greedy_ids_including_bos"].get<std::vector<std::int64_t>>();
+    QCOMPARE(ids_of(r.out), std::vector<std::int64_t>(reference.begin(), reference.begin() + 5));
   }
 
   void runPlansAndStreamsText() {
@@ -50,7 +57,7 @@ class TestRunCli : public QObject {
   }
 
   void runJson() {
-    const auto r = testkit::run_cli({"run", demo(), "--prompt-ids", "1 403 407", "--max-new-tokens", "5", "--format", "json"});
+    const auto r = testkit::run_cli({"run", demo(), "--prompt-ids", "1,403,407", "--max-new-tokens", "5", "--format", "json"});
     QVERIFY2(r.code == 0, r.err.c_str());
     const auto j = nlohmann::json::parse(r.out);
     const auto reference = expected()["greedy_ids_including_bos"].get<std::vector<std::int64_t>>();
@@ -74,11 +81,12 @@ class TestRunCli : public QObject {
     QCOMPARE(config["num_hidden_layers"].get<int>(), 3);
     DM_COMPARE_STR(config["torch_dtype"].get<std::string>(), std::string("bfloat16"));
 
-    r = testkit::run_cli({"run", (dir / "m").string(), "--prompt-ids", "1 5 9", "--max-new-tokens", "6", "--ids", "--greedy",
+    r = testkit::run_cli({"run", (dir / "m").string(), "--prompt-ids", "1 5 9", "--max-new-tokens", "6", "--output", "ids", "--greedy",
                           "--stats"});
     QVERIFY2(r.code == 0, r.err.c_str());
     const auto ids = ids_of(r.out);
-    QVERIFY(!ids.empty() && ids.size() <= 6);  // a random model may still hit its stop id
+    QVERIFY(ids.size() > 3 && ids.size() <= 9);  // a random model may still hit its stop id
+    QCOMPARE(std::vector<std::int64_t>(ids.begin(), ids.begin() + 3), (std::vector<std::int64_t>{1, 5, 9}));
     for (const auto id : ids) QVERIFY(id >= 0 && id < 300);
     QVERIFY2(r.err.find("bfloat16") != std::string::npos, r.err.c_str());
 
@@ -93,7 +101,7 @@ class TestRunCli : public QObject {
     QVERIFY(r.err.find("/nonexistent/model") != std::string::npos);
     r = testkit::run_cli({"run", demo(), "--prompt-ids", "1", "--prompt", "x"});
     QCOMPARE(r.code, 1);
-    r = testkit::run_cli({"run", demo(), "--prompt-ids", "1 9999", "--ids"});
+    r = testkit::run_cli({"run", demo(), "--prompt-ids", "1 9999", "--output", "ids"});
     QCOMPARE(r.code, 1);
     QVERIFY2(r.err.find("vocabulary") != std::string::npos, r.err.c_str());
     r = testkit::run_cli({"run", demo(), "--prompt-ids", "1", "--device-map", "/nonexistent/map.json"});

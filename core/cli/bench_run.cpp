@@ -18,6 +18,7 @@
 #include "plan/error.hpp"
 #include "plan/machine.hpp"
 #include "plan/model_source.hpp"
+#include "plan/process_memory.hpp"
 #include "plan/skeleton.hpp"
 #include "plan/speed_model.hpp"
 #include "run/generator.hpp"
@@ -72,14 +73,6 @@ std::uint64_t read_all(const std::vector<std::filesystem::path>& files) {
   return total;
 }
 
-// Peak resident memory of this process (VmHWM), bytes.
-std::uint64_t peak_rss() {
-  std::ifstream in("/proc/self/status");
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
-  return 0;
-}
-
 }  // namespace
 
 int bench_load(const std::vector<std::string>& argv, std::ostream& out) {
@@ -101,7 +94,7 @@ int bench_load(const std::vector<std::string>& argv, std::ostream& out) {
   std::uint64_t cpu = 0;
   for (const auto& [device, n] : model.load_report().bytes_by_device)
     if (device == "cpu") cpu += n;
-  const double rss_mib = double(peak_rss()) / (1 << 20), cpu_mib = double(cpu) / (1 << 20);
+  const double rss_mib = double(peak_resident_bytes()) / (1 << 20), cpu_mib = double(cpu) / (1 << 20);
   print_measurement(out, {"load." + b.name + ".peak_rss", rss_mib, "MiB", cpu_mib, cpu_mib > 0 ? rss_mib / cpu_mib : 0,
                           "bound: the bytes the map puts on the CPU (the process itself adds LibTorch)"},
                     b.json);

@@ -1,5 +1,6 @@
 // devicemap run MODEL_DIR [--device-map FILE | planning flags] [--prompt TEXT | --prompt-ids IDS] [generation flags]
 #ifdef DEVICEMAP_HAVE_RUN_COMMANDS  // built with the running layer only
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <csignal>
@@ -17,6 +18,7 @@
 #include "plan/device_map.hpp"
 #include "plan/error.hpp"
 #include "plan/model_source.hpp"
+#include "plan/process_memory.hpp"
 #include "plan/tokenizer.hpp"
 #include "plan/units.hpp"
 #include "run/generator.hpp"
@@ -31,12 +33,12 @@ const char* const kUsage =
     "The prompt is --prompt, --prompt-ids, or standard input; the new text streams to standard output.\n\n"
     "  --device-map FILE                        device_map.json to load by (default: plan with the flags below)\n"
     "  --prompt TEXT                            prompt text (tokenized with the model's tokenizer, BOS added)\n"
-    "  --prompt-ids \"1 403 407\"                  prompt token ids (no tokenizer needed)\n"
+    "  --prompt-ids 1,403,407                   prompt token ids, comma- or space-separated (no tokenizer needed)\n"
     "  --max-new-tokens N                       (default: generation_config.json's, else 128)\n"
     "  --greedy | --sample                      pick the most likely token, or sample (default: generation_config.json)\n"
     "  --temperature T --top-k K --top-p P      sampling settings (a temperature above 0 implies --sample)\n"
     "  --repetition-penalty R --seed S\n"
-    "  --ids                                    print token ids instead of text\n"
+    "  --output text|ids                        ids: the whole sequence, prompt included, space-separated\n"
     "  --format text|json                       json: one object with ids, text, stop reason and speeds\n"
     "  --stats                                  load and speed figures on standard error\n"
     "  --no-prefetch                            fetch offloaded blocks only when they run\n"
@@ -48,7 +50,9 @@ extern "C" void on_interrupt(int) { g_interrupted.store(true); }
 
 std::vector<std::int64_t> parse_ids(const std::string& text) {
   std::vector<std::int64_t> ids;
-  std::istringstream in(text);
+  std::string spaced = text;
+  std::replace(spaced.begin(), spaced.end(), ',', ' ');
+  std::istringstream in(spaced);
   for (std::string word; in >> word;) {
     std::int64_t v = 0;
     const auto [end, ec] = std::from_chars(word.data(), word.data() + word.size(), v);
@@ -103,9 +107,9 @@ void print_load(std::ostream& err, const LoadReport& r) {
 int run_command(Invocation& inv) {
   auto options = planning_options();
   options.insert({"device-map", "prompt", "prompt-ids", "max-new-tokens", "temperature", "top-k", "top-p",
-                  "repetition-penalty", "seed", "format"});
+                  "repetition-penalty", "seed", "format", "output"});
   auto flags = planning_flags();
-  flags.insert({"help", "greedy", "sample", "ids", "stats", "no-prefetch", "no-memory-check"});
+  flags.insert({"help", "greedy", "sample", "stats", "no-prefetch", "no-memory-check"});
   const Args args(inv.args, options, flags);
   if (args.flag("help")) {
     inv.out << kUsage << kPlanningHelp;
@@ -115,6 +119,8 @@ int run_command(Invocation& inv) {
   const std::string format = args.get("format").value_or("text");
   if (format != "text" && format != "json") throw Error("--format: '" + format + "' is not text or json");
   const bool stats = args.flag("stats");
+  const std::string output = args.get("output").value_or("text");
+  if (output != "text" && output != "ids") throw Error("--output: '" + output + "' is not text or ids");
 
   const Checkpoint checkpoint = Checkpoint::open(args.positionals()[0]);
   DeviceMap map;
@@ -145,7 +151,7 @@ int run_command(Invocation& inv) {
     if (args.get("prompt")) throw Error("--prompt and --prompt-ids exclude each other");
     prompt = parse_ids(*ids);
   }
-  const bool want_text = !args.flag("ids");
+  const bool want_text = output == "text";
   if (prompt.empty() || want_text) tokenizer = Tokenizer::load(checkpoint.dir());
   if (prompt.empty()) {
     std::string text;
@@ -178,6 +184,11 @@ int run_command(Invocation& inv) {
   }
   std::string text;
   bool first = true;
+  if (!want_text && !json)  // the prompt first: scripts get the whole sequence, as generate() returns it
+    for (const auto id : prompt) {
+      inv.out << (first ? "" : " ") << id;
+      first = false;
+    }
   const auto on_token = [&](std::int64_t id) {
     if (!want_text) {
       if (!json) inv.out << (first ? "" : " ") << id << std::flush;
@@ -212,7 +223,8 @@ int run_command(Invocation& inv) {
                   {"prompt_tokens", st.prompt_tokens},
                   {"new_tokens", st.new_tokens},
                   {"prefill_tokens_per_second", st.prefill_tokens_per_second()},
-                  {"decode_tokens_per_second", st.decode_tokens_per_second()}};
+                  {"decode_tokens_per_second", st.decode_tokens_per_second()},
+                  {"peak_resident_bytes", peak_resident_bytes()}};
     inv.out << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   } else {
     inv.out << "\n";
@@ -223,6 +235,7 @@ int run_command(Invocation& inv) {
                   static_cast<long long>(st.prompt_tokens), st.prefill_tokens_per_second(),
                   static_cast<long long>(st.new_tokens), st.decode_tokens_per_second(), stop_name(result.stop).c_str());
     inv.err << line;
+    inv.err << "peak memory: " << format_size(peak_resident_bytes()) << " resident in RAM (the whole process; mapped weights count once read)\n";
     const auto t = model.transfer_stats();
     if (t.fetched_tensors + t.prefetched_tensors > 0)
       inv.err << "moved " << format_size(t.transferred_bytes) << " of offloaded weights (" << t.prefetched_tensors
