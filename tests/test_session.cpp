@@ -46,6 +46,26 @@ class TestSession : public QObject {
   Q_OBJECT
 
  private Q_SLOTS:
+  void predictedSpeedFollowsThePlanAndTheMachine() {
+    Session s = demo_session();
+    // The small test machine gives no bandwidths: no figure, and it says which are missing.
+    QVERIFY(!s.predicted_speed().known);
+    QVERIFY(!s.predicted_speed().missing.empty());
+    auto profile = nlohmann::json::parse(R"({"name": "fast", "gpus": [{"memory": "1GiB", "bandwidth_gbs": 1000}], "cpu": {"memory": "1GiB", "bandwidth_gbs": 50},
+        "disk": {"free": "1GiB", "bandwidth_gbs": 2}, "pcie_gbs": 25})");
+    s.set_machine(machine_from_profile(profile, "fast profile"));
+    const SpeedPrediction before = s.predicted_speed();
+    QVERIFY(before.known);
+    DM_COMPARE_STR(s.plan().device_map.to_json().dump(), std::string(R"({"":0})"));
+    QCOMPARE(before.tokens_per_second,
+             predict_decode_speed(s.model().skeleton, s.plan().device_map, s.machine(), {}).tokens_per_second);
+    s.pin({"model.layers.0"}, Device::disk());  // a layer now crosses from the disk every token
+    const SpeedPrediction after = s.predicted_speed();
+    QVERIFY(after.tokens_per_second_without_prefetch < before.tokens_per_second_without_prefetch);
+    // Its 100 KB fetch hides behind the last layer's GPU time, with prefetch.
+    QVERIFY(after.tokens_per_second <= before.tokens_per_second);
+  }
+
   void blocksAreLayersInModelOrder() {
     Session s = demo_session();
     QVERIFY(s.plan_error().empty());

@@ -161,7 +161,15 @@ QString PlanControls::summary() const {
   }
   const QString head = plan.fits() ? tr("<b>Fits.</b>")
                                    : QStringLiteral("<b style='color:%1'>%2</b>").arg(overColor().name(), tr("Doesn't fit."));
-  return head + QLatin1Char(' ') + parts.join(QStringLiteral(" · "));
+  QString text = head + QLatin1Char(' ') + parts.join(QStringLiteral(" · "));
+  const SpeedPrediction speed = s.predicted_speed();
+  if (speed.known)
+    text += QStringLiteral("<br>") + tr("Predicted decode: %1 (%2 without prefetch, as Accelerate)")
+                                         .arg(QString::fromStdString(speed.summary()).toHtmlEscaped())
+                                         .arg(QString::number(speed.tokens_per_second_without_prefetch, 'g', 3));
+  else if (!speed.missing.empty())
+    text += QStringLiteral("<br>") + tr("Predicted decode: %1").arg(QString::fromStdString(speed.summary()).toHtmlEscaped());
+  return text;
 }
 
 }  // namespace devicemap::ui

@@ -4,6 +4,7 @@
 #include <unordered_set>
 
 #include "plan/atomic_file.hpp"
+#include "plan/bandwidth.hpp"
 #include "plan/error.hpp"
 #include "plan/skeleton.hpp"
 #include "plan/units.hpp"
@@ -481,8 +482,15 @@ void PlanFile::save(const std::filesystem::path& path) const { write_file_atomic
 
 // --- startup -------------------------------------------------------------------------------------
 
+SpeedPrediction Session::predicted_speed() const {
+  if (!has_model_ || !plan_error_.empty()) return {};
+  return predict_decode_speed(model_.skeleton, plan_.device_map, state_.machine,
+                              {state_.options.dtype, state_.options.flavor, plan_.kv_per_layer});
+}
+
 Machine startup_machine(std::string& why) {
   Machine m = detect_machine();
+  measure_bandwidths(m);  // RAM; a disk figure needs a model file, and comes from a profile otherwise
   why.clear();
   if (!m.gpus().empty()) return m;
   DeviceInfo gpu;
@@ -495,6 +503,7 @@ Machine startup_machine(std::string& why) {
       try {
         const Machine profile = load_profile(p);
         if (const auto* g = profile.find(Device::gpu(0))) gpu = *g;
+        m.pcie_gbs = profile.pcie_gbs;
         gpu.simulated = true;
       } catch (const Error&) {
         // a broken bundled profile: keep the built-in description

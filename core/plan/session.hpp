@@ -16,6 +16,7 @@
 #include "plan/budget.hpp"
 #include "plan/device_map.hpp"
 #include "plan/machine.hpp"
+#include "plan/speed_model.hpp"
 #include "plan/model_source.hpp"
 #include "plan/module_sizes.hpp"
 #include "plan/planner.hpp"
@@ -125,6 +126,8 @@ class Session {
   const DeviceUsage* usage(Device d) const;
   // Re-plans now (every setter does this already).
   void replan();
+  // Predicted decode speed of the plan on the session's machine (speed_model.hpp).
+  SpeedPrediction predicted_speed() const;
 
   // --- files ---------------------------------------------------------------------------------------
   PlanFile plan_file() const;
