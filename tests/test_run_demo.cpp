@@ -263,9 +263,50 @@ class TestRunDemo : public QObject {
     QCOMPARE(stats.fetched_tensors + stats.prefetched_tensors, std::uint64_t{0});
     QVERIFY(stats.advised_bytes > 0);
 
-    // Loading again rewrites the folder in place.
+    // Loading again reuses the files: nothing is cast or written.
+    const auto q_file = dir.path() / "offload" / "model.layers.3.self_attn.q_proj.weight.dat";
+    const auto written = fs::last_write_time(q_file);
     Model again = Model::load(checkpoint, blocks_on_disk(5), f32);
+    QCOMPARE(again.load_report().offloaded_bytes, std::uint64_t{0});
+    QCOMPARE(again.load_report().reused_offload_bytes, 5 * block_f32);
+    QCOMPARE(fs::last_write_time(q_file), written);
     QCOMPARE(again.evaluate(ids).values, in_ram.evaluate(ids).values);
+
+    // A checkpoint newer than its cast copies is cast again.
+    for (const auto& shard : checkpoint.shards())
+      fs::last_write_time(shard.path(), written + std::chrono::seconds(10));
+    Model recast = Model::load(checkpoint, blocks_on_disk(5), f32);
+    QCOMPARE(recast.load_report().offloaded_bytes, 5 * block_f32);
+    QCOMPARE(recast.evaluate(ids).values, in_ram.evaluate(ids).values);
+  }
+
+  void aCancelledOffloadKeepsWhatItFinished() {
+    testkit::TempDir dir;
+    write_bf16_sharded(dir.path());
+    const auto checkpoint = Checkpoint::open(dir.path());
+    LoadOptions f32;
+    f32.dtype = DType::F32;
+    f32.offload_folder = dir.path() / "offload";
+    f32.on_progress = [](const LoadProgress& p) { return p.tensors_done < 20; };
+    QVERIFY_THROWS_EXCEPTION(LoadCancelled, Model::load(checkpoint, blocks_on_disk(5), f32));
+    // Every file listed is whole; no temporary file is left behind.
+    const auto index = testkit::read_json(dir.path() / "offload" / "index.json");
+    QVERIFY(!index.empty() && index.size() < 45);
+    std::size_t files = 0;
+    for (const auto& e : fs::directory_iterator(dir.path() / "offload")) {
+      const auto name = e.path().filename().string();
+      if (name == "index.json") continue;
+      ++files;
+      QVERIFY2(name.size() > 4 && name.substr(name.size() - 4) == ".dat", name.c_str());
+      QVERIFY2(index.contains(name.substr(0, name.size() - 4)), name.c_str());
+    }
+    QCOMPARE(files, index.size());
+    // The next load finishes the job, reusing what was there.
+    f32.on_progress = {};
+    Model model = Model::load(checkpoint, blocks_on_disk(5), f32);
+    QVERIFY(model.load_report().reused_offload_bytes > 0);
+    QVERIFY(model.load_report().offloaded_bytes > 0);
+    QCOMPARE(testkit::read_json(dir.path() / "offload" / "index.json").size(), std::size_t{45});
   }
 
   void stopsAtStopIdAndWhenTheCallbackSaysSo() {

@@ -98,6 +98,8 @@ void print_load(std::ostream& err, const LoadReport& r) {
   err << "; " << format_size(r.aliased_bytes) << " served from the files' mappings; compute " << torch_name(r.cpu_dtype)
       << " on the CPU";
   if (r.main_device != "cpu") err << ", " << torch_name(r.gpu_dtype) << " on GPUs (main " << r.main_device << ")";
+  if (r.offloaded_bytes > 0) err << "; " << format_size(r.offloaded_bytes) << " cast into the offload folder";
+  if (r.reused_offload_bytes > 0) err << "; " << format_size(r.reused_offload_bytes) << " reused from the offload folder";
   err << "\n";
   for (const auto& n : r.notes) err << "note: " << n << "\n";
 }

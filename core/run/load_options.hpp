@@ -61,6 +61,7 @@ struct LoadReport {
   std::map<std::string, std::uint64_t> bytes_by_device;  // by placement: "0", "cpu", "disk"
   std::uint64_t aliased_bytes = 0;     // served straight from a file mapping (zero copy)
   std::uint64_t offloaded_bytes = 0;   // written to the offload folder
+  std::uint64_t reused_offload_bytes = 0;  // found there from an earlier load, and used as they were
   std::vector<std::string> notes;      // choices made for the user, one sentence each
 };
 

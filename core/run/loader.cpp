@@ -2,7 +2,10 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <exception>
+#include <filesystem>
 #include <cstring>
 
 #include "plan/error.hpp"
@@ -60,9 +63,25 @@ at::Tensor alias_mapping(std::shared_ptr<const MappedFile> file, c10::ScalarType
   return at::from_blob(data, shape, [file](void*) {}, at::TensorOptions().dtype(type).device(c10::kCPU));
 }
 
+// A NAME.dat an earlier load wrote is used again when the index lists it with this dtype and shape and
+// it is not older than the checkpoint file it was cast from (a replaced checkpoint is cast again).
+bool reusable(const OffloadFolder& folder, const std::string& name, DType dtype, const at::Tensor& source,
+              const std::filesystem::path& source_file) {
+  const auto* e = folder.find(name);
+  if (!e || e->dtype != dtype || !std::equal(e->shape.begin(), e->shape.end(), source.sizes().begin(), source.sizes().end()))
+    return false;
+  std::error_code ec1, ec2;
+  const auto written = std::filesystem::last_write_time(folder.data_file(name), ec1);
+  const auto original = std::filesystem::last_write_time(source_file, ec2);
+  return !ec1 && !ec2 && written >= original;
+}
+
 // Casts a "disk" tensor once into the offload folder and returns it served from its .dat mapping.
-at::Tensor offload(OffloadFolder& folder, const std::string& name, const at::Tensor& source, DType dtype) {
+at::Tensor offload(OffloadFolder& folder, const std::string& name, const at::Tensor& source, DType dtype,
+                   const std::filesystem::path& source_file, bool& reused) {
   const auto type = scalar_type_for(dtype, "tensor '" + name + "'");
+  reused = reusable(folder, name, dtype, source, source_file);
+  if (reused) return alias_mapping(folder.map(name), type, folder.find(name)->shape);  // map() checks the size
   const at::Tensor cast = cast_on_cpu(source, type).contiguous();
   const std::vector<std::int64_t> shape(cast.sizes().begin(), cast.sizes().end());
   folder.write(name, dtype, shape,
@@ -105,6 +124,17 @@ std::unique_ptr<Weights> load_weights(const LoadPlan& plan, const LoadOptions& o
   LoadProgress progress;
   progress.tensors_total = plan.tensors.size();
   progress.bytes_total = plan.source_bytes;
+  // A cancelled or failed load still lists the files it finished, so that the next load reuses them.
+  struct IndexOnExit {
+    std::optional<OffloadFolder>& folder;
+    ~IndexOnExit() {
+      if (!folder || !std::uncaught_exceptions()) return;
+      try {
+        folder->save_index();
+      } catch (...) {  // the error being thrown matters more
+      }
+    }
+  } index_on_exit{folder};
   for (const auto& load : plan.tensors) {
     progress.tensor = load.name;
     if (options.on_progress && !options.on_progress(progress)) throw LoadCancelled();
@@ -115,9 +145,10 @@ std::unique_ptr<Weights> load_weights(const LoadPlan& plan, const LoadOptions& o
     if (load.placement.is_gpu()) {
       stored.tensor = mapped.to(policy.execution_device(load.placement), dtype);
     } else if (load.offload && folder) {
-      stored.tensor = offload(*folder, load.name, mapped, load.stored_dtype);
+      bool reused = false;
+      stored.tensor = offload(*folder, load.name, mapped, load.stored_dtype, source.file, reused);
       stored.aliases_file = true;
-      report.offloaded_bytes += static_cast<std::uint64_t>(stored.tensor.nbytes());
+      (reused ? report.reused_offload_bytes : report.offloaded_bytes) += static_cast<std::uint64_t>(stored.tensor.nbytes());
     } else {
       stored.tensor = cast_on_cpu(mapped, dtype);  // itself when no cast is needed
     }
