@@ -95,6 +95,31 @@ class TestRunCli : public QObject {
     QVERIFY(r.err.find("--force") != std::string::npos);
   }
 
+  void makeModelGpt2ThenRunIt() {
+    // GPT-2's own layout (Conv1D weights, learned positions, tied head), float16 on disk, float32 to run.
+    testkit::TempDir dir;
+    std::ofstream(dir / "config.json") << R"({"model_type": "gpt2", "n_embd": 64, "n_layer": 3, "n_head": 4,
+      "n_positions": 64, "vocab_size": 200, "bos_token_id": 0, "eos_token_id": 199})";
+    auto r = testkit::run_cli({"make-model", (dir / "m").string(), "--config", (dir / "config.json").string(), "--shard-size", "100KB"});
+    QVERIFY2(r.code == 0, r.err.c_str());
+    QVERIFY(fs::exists(dir / "m" / "model.safetensors.index.json"));
+    r = testkit::run_cli({"run", (dir / "m").string(), "--prompt-ids", "0,5,9", "--max-new-tokens", "8", "--output", "ids",
+                          "--greedy", "--stats", "--max-memory", "cpu=1GiB"});
+    QVERIFY2(r.code == 0, r.err.c_str());
+    const auto ids = ids_of(r.out);
+    QVERIFY2(ids.size() > 3 && ids.size() <= 11, r.out.c_str());
+    QCOMPARE(std::vector<std::int64_t>(ids.begin(), ids.begin() + 3), (std::vector<std::int64_t>{0, 5, 9}));
+    for (const auto id : ids) QVERIFY(id >= 0 && id < 200);
+    QVERIFY2(r.err.find("float16 weights run as float32") != std::string::npos, r.err.c_str());
+    // Greedy decoding is deterministic: the same map with blocks on "disk" gives the same ids.
+    std::ofstream(dir / "map.json") << R"({"transformer.wte": "cpu", "transformer.wpe": "cpu", "transformer.h": "disk",
+      "transformer.ln_f": "cpu", "lm_head": "cpu"})";
+    const auto disk = testkit::run_cli({"run", (dir / "m").string(), "--prompt-ids", "0,5,9", "--max-new-tokens", "8",
+                                        "--output", "ids", "--greedy", "--device-map", (dir / "map.json").string()});
+    QVERIFY2(disk.code == 0, disk.err.c_str());
+    QCOMPARE(ids_of(disk.out), ids);
+  }
+
   void runErrors() {
     auto r = testkit::run_cli({"run", "/nonexistent/model", "--prompt-ids", "1"});
     QCOMPARE(r.code, 1);
