@@ -19,10 +19,14 @@ int main(int argc, char** argv) {
   args.addVersionOption();
   args.addPositionalArgument(QStringLiteral("model"),
                              QStringLiteral("A model folder, a Hugging Face cache folder, catalog:ID, or a .plan.json file"));
+  const QCommandLineOption run(QStringLiteral("run"),
+                               QStringLiteral("Load the model on this machine and generate from PROMPT"), QStringLiteral("PROMPT"));
+  args.addOption(run);
   args.process(app);
 
   devicemap::ui::MainWindow window;
   window.show();
   window.startup(args.positionalArguments().value(0));
+  if (args.isSet(run)) window.runPrompt(args.value(run));
   return QApplication::exec();
 }

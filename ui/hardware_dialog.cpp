@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "plan/bandwidth.hpp"
 #include "plan/error.hpp"
 #include "ui/device_style.hpp"
 
@@ -25,6 +26,7 @@ HardwareDialog::HardwareDialog(const Machine& current, QWidget* parent) : QDialo
   profiles_ = new QListWidget(this);
   profiles_->setToolTip(tr("Start from this machine or from a bundled hardware profile"));
   starts_.push_back(detect_machine());
+  measure_bandwidths(starts_.back());
   profiles_->addItem(tr("This machine (detected)"));
   for (const auto& path : bundled_profiles()) {
     try {

@@ -22,6 +22,7 @@
 #include <QStatusBar>
 #include <QTableView>
 
+#include "plan/bandwidth.hpp"
 #include "plan/error.hpp"
 #include "plan/units.hpp"
 #include "ui/device_delegate.hpp"
@@ -338,6 +339,21 @@ void MainWindow::updateTitle() {
 
 // --- opening -------------------------------------------------------------------------------------
 
+void MainWindow::runPrompt(const QString& prompt) {
+  if (!controller_->session().has_model()) {  // still opening: run once it is open
+    auto* once = new QObject(this);
+    connect(controller_, &SessionController::modelChanged, once, [this, prompt, once] {
+      once->deleteLater();
+      runPrompt(prompt);
+    });
+    return;
+  }
+  if (!runBlocker(controller_->session()).isEmpty()) useThisMachine();
+  run_->parentWidget()->show();  // its dock
+  run_->parentWidget()->raise();
+  run_->runPrompt(prompt);
+}
+
 void MainWindow::startup(const QString& model) {
   std::string why;
   controller_->setMachine(startup_machine(why), tr("Detect hardware"));
@@ -520,7 +536,9 @@ void MainWindow::simulateHardware() {
 
 void MainWindow::useThisMachine() {
   hardware_note_.clear();
-  controller_->setMachine(detect_machine(), tr("Use this machine"));
+  Machine machine = detect_machine();
+  measure_bandwidths(machine);
+  controller_->setMachine(std::move(machine), tr("Use this machine"));
 }
 
 // --- selection and pins --------------------------------------------------------------------------

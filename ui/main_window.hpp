@@ -34,6 +34,8 @@ class MainWindow : public QMainWindow {
   // First start: the machine to plan for (this one, or a simulated GPU when it has none) and the
   // model — `model` when given, else the most recent one, else the bundled demo.
   void startup(const QString& model = {});
+  // Plans for this machine when the plan needs devices it lacks, then loads and generates `prompt`.
+  void runPrompt(const QString& prompt);
 
   SessionController* controller() const { return controller_; }
   PlacementView* placementView() const { return view_; }

@@ -166,7 +166,9 @@ QString PlanControls::summary() const {
   if (speed.known)
     text += QStringLiteral("<br>") + tr("Predicted decode: %1 (%2 without prefetch, as Accelerate)")
                                          .arg(QString::fromStdString(speed.summary()).toHtmlEscaped())
-                                         .arg(QString::number(speed.tokens_per_second_without_prefetch, 'g', 3));
+                                         .arg(speed.tokens_per_second_without_prefetch >= 100
+                                                  ? QString::number(speed.tokens_per_second_without_prefetch, 'f', 0)
+                                                  : QString::number(speed.tokens_per_second_without_prefetch, 'g', 3));
   else if (!speed.missing.empty())
     text += QStringLiteral("<br>") + tr("Predicted decode: %1").arg(QString::fromStdString(speed.summary()).toHtmlEscaped());
   return text;

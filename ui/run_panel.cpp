@@ -1,5 +1,7 @@
 #include "ui/run_panel.hpp"
 
+#include <utility>
+
 #include <QCheckBox>
 #include <QDoubleSpinBox>
 #include <QGridLayout>
@@ -54,6 +56,7 @@ RunPanel::~RunPanel() = default;
 void RunPanel::refresh() {}
 void RunPanel::load() {}
 void RunPanel::generate() {}
+void RunPanel::runPrompt(const QString&) {}
 void RunPanel::setBusy(bool, bool) {}
 void RunPanel::showDefaults(const Sampling&) {}
 
@@ -149,9 +152,11 @@ RunPanel::RunPanel(SessionController* controller, QWidget* parent) : QWidget(par
     progress_->setFormat(tr("loaded"));
     showDefaults(defaults);
     state_->setText(summary);
+    if (std::exchange(generate_when_loaded_, false)) generate();
   });
   connect(worker_, &RunWorker::loadFailed, this, [this](const QString& message, bool cancelled) {
     loaded_map_.clear();
+    generate_when_loaded_ = false;
     setBusy(false, false);
     progress_->setValue(0);
     progress_->setFormat(cancelled ? tr("cancelled") : tr("failed"));
@@ -245,6 +250,18 @@ void RunPanel::load() {
   const DeviceMap map = s.plan().device_map;
   const auto dtype = s.options().dtype;
   QMetaObject::invokeMethod(worker_, [w = worker_, folder, map, dtype] { w->load(folder, map, dtype); });
+}
+
+void RunPanel::runPrompt(const QString& prompt) {
+  if (loading_ || generating_) return;
+  prompt_->setPlainText(prompt);
+  if (loaded_map_ == QString::fromStdString(controller_->session().plan().device_map.to_json().dump())) {
+    generate();
+    return;
+  }
+  generate_when_loaded_ = true;
+  load();
+  if (!loading_) generate_when_loaded_ = false;  // the plan cannot run here
 }
 
 void RunPanel::generate() {

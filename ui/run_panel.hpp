@@ -35,6 +35,9 @@ class RunPanel : public QWidget {
   explicit RunPanel(SessionController* controller, QWidget* parent = nullptr);
   ~RunPanel() override;
 
+  // Loads by the current map (unless that map is loaded already) and generates from `prompt`.
+  void runPrompt(const QString& prompt);
+
  Q_SIGNALS:
   void planForThisMachine();
 
@@ -49,6 +52,7 @@ class RunPanel : public QWidget {
   QThread* thread_ = nullptr;
   RunWorker* worker_ = nullptr;
   QString loaded_map_;  // device_map.json of the loaded model; "" when none
+  bool generate_when_loaded_ = false;
   bool loading_ = false, generating_ = false;
 
   QLabel* state_ = nullptr;

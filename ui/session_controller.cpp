@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 
+#include "plan/bandwidth.hpp"
 #include "plan/error.hpp"
 #include "ui/device_style.hpp"
 #include "ui/edit_command.hpp"
@@ -136,6 +137,7 @@ void SessionController::openModelNow(const std::string& what) {
 void SessionController::openPlanFileNow(const std::string& path) {
   const PlanFile file = PlanFile::load(path);
   Machine machine = file.profile ? machine_from_profile(*file.profile, path) : detect_machine();
+  measure_bandwidths(machine);  // a detected machine's RAM; a profile keeps its figures
   ModelSource model = devicemap::open_model(file.model);
   auto saved = session_;  // left as it was when the file does not apply
   try {
@@ -201,6 +203,7 @@ void SessionController::openPlanFile(const QString& path) {
     try {
       result->file = PlanFile::load(p);
       result->machine = result->file->profile ? machine_from_profile(*result->file->profile, p) : detect_machine();
+      measure_bandwidths(*result->machine);
       result->model = devicemap::open_model(result->file->model);
     } catch (const std::exception& e) {
       result->error = QString::fromUtf8(e.what());

@@ -71,7 +71,10 @@ void print_prediction(std::ostream& os, const Skeleton& skeleton, const Planning
   os << "decode    " << p.summary();
   if (p.known) {
     char b[96];
-    std::snprintf(b, sizeof b, "; %.3g tok/s without prefetch, as Accelerate runs it", p.tokens_per_second_without_prefetch);
+    std::snprintf(b, sizeof b,
+                  p.tokens_per_second_without_prefetch >= 100 ? "; %.0f tok/s without prefetch, as Accelerate runs it"
+                                                               : "; %.3g tok/s without prefetch, as Accelerate runs it",
+                  p.tokens_per_second_without_prefetch);
     os << b;
   }
   os << "  (predicted, batch 1)\n";

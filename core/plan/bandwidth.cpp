@@ -73,7 +73,11 @@ std::optional<double> measure_disk_read_gbs(const std::filesystem::path& file, s
 void measure_bandwidths(Machine& m, const std::filesystem::path& sample_file) {
   for (auto& d : m.devices) {
     if (d.simulated || d.bandwidth_gbs > 0) continue;
-    if (d.device.is_cpu()) d.bandwidth_gbs = measure_memory_bandwidth_gbs();
+    if (d.device.is_cpu()) {
+      // Once per process: a figure that moved with every re-detection would move every prediction.
+      static const double ram = measure_memory_bandwidth_gbs();
+      d.bandwidth_gbs = ram;
+    }
     if (d.device.is_disk() && !sample_file.empty())
       if (auto v = measure_disk_read_gbs(sample_file)) d.bandwidth_gbs = *v;
   }

@@ -19,6 +19,7 @@ std::optional<double> measure_disk_read_gbs(const std::filesystem::path& file, s
 
 // Fills what a detected machine does not know: RAM bandwidth, and the disk's from `sample_file` (a
 // checkpoint shard: offloaded weights are read from the checkpoint's own files). Profiles keep theirs.
+// The RAM is measured once per process.
 void measure_bandwidths(Machine& machine, const std::filesystem::path& sample_file = {});
 
 }  // namespace devicemap

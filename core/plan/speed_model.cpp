@@ -55,7 +55,7 @@ std::string SpeedPrediction::summary() const {
     return s + ")";
   }
   char b[160];
-  std::snprintf(b, sizeof b, "%.3g tok/s", tokens_per_second);
+  std::snprintf(b, sizeof b, tokens_per_second >= 100 ? "%.0f tok/s" : "%.3g tok/s", tokens_per_second);
   std::string s = b;
   for (const auto& p : parts)
     if (p.resource == bottleneck) {
