@@ -6,6 +6,8 @@
 #include <QLabel>
 #include <QPlainTextEdit>
 #include <QPushButton>
+#include <QSemaphore>
+#include <QThread>
 #include <QSpinBox>
 
 #include "plan/session.hpp"
@@ -64,6 +66,46 @@ class TestUiRun : public QObject {
     // Changing the plan afterwards says the loaded model is stale.
     controller.unpinAll();
     QVERIFY2(state->text().contains(QStringLiteral("Load again")), qPrintable(state->text()));
+  }
+
+  void cancelDuringLoadingLeavesThePanelUsable() {
+    SessionController controller;
+    controller.setMachine(profile(R"({"cpu": {"memory": "1GiB"}})"), QStringLiteral("cpu only"));
+    controller.openModelNow(testkit::demo_dir().string());
+    RunPanel panel(&controller);
+    auto* load = panel.findChild<QPushButton*>(QStringLiteral("load"));
+    auto* cancel = panel.findChild<QPushButton*>(QStringLiteral("cancel"));
+    auto* generate = panel.findChild<QPushButton*>(QStringLiteral("generate"));
+    auto* state = panel.findChild<QLabel*>(QStringLiteral("state"));
+    auto* worker_thread = panel.findChild<QThread*>();
+    QVERIFY(load && cancel && generate && state && worker_thread);
+
+    // Hold the worker thread so that Cancel lands while the load is queued, whatever the timing.
+    QSemaphore release;
+    auto* blocker = new QObject;
+    blocker->moveToThread(worker_thread);
+    QMetaObject::invokeMethod(blocker, [&release, blocker] {
+      release.acquire();
+      blocker->deleteLater();
+    });
+    load->click();
+    QVERIFY(cancel->isEnabled());
+    QVERIFY(!load->isEnabled());
+    cancel->click();
+    release.release();
+    QTRY_VERIFY_WITH_TIMEOUT(state->text() == QStringLiteral("Loading was cancelled."), 60000);
+    QVERIFY(load->isEnabled());
+    QVERIFY(!cancel->isEnabled());
+    QVERIFY(!generate->isEnabled());  // nothing is loaded
+
+    // The panel and the session go on: the next load and a generation work.
+    load->click();
+    QTRY_VERIFY_WITH_TIMEOUT(generate->isEnabled(), 60000);
+    QVERIFY2(state->text().startsWith(QStringLiteral("Loaded")), qPrintable(state->text()));
+    panel.findChild<QSpinBox*>(QStringLiteral("maxNewTokens"))->setValue(4);
+    generate->click();
+    QTRY_VERIFY_WITH_TIMEOUT(generate->isEnabled(), 60000);
+    QVERIFY(!panel.findChild<QPlainTextEdit*>(QStringLiteral("output"))->toPlainText().isEmpty());
   }
 
   void refusesPlansOnSimulatedGpus() {

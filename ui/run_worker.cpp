@@ -23,7 +23,8 @@ void RunWorker::unload() {
 
 void RunWorker::load(const QString& folder, const DeviceMap& map, std::optional<DType> dtype) {
   unload();
-  cancel_ = false;
+  // cancel_ is cleared by the UI when it queues the work: a Cancel pressed while the work waited in the
+  // queue must still count.
   try {
     LoadOptions options;
     options.dtype = dtype;
@@ -74,7 +75,6 @@ void RunWorker::generate(const QString& prompt, const Sampling& sampling) {
     Q_EMIT generateFailed(tr("Load the model first"));
     return;
   }
-  cancel_ = false;
   try {
     GenerationOptions options = model_->generation_defaults();
     options.sampling.do_sample = sampling.do_sample;
