@@ -18,6 +18,8 @@
 #include "testkit.hpp"
 
 using namespace devicemap;
+using testkit::contains;
+using testkit::error_of;
 namespace fs = std::filesystem;
 
 namespace {
@@ -106,15 +108,6 @@ std::vector<char> from_hex(const char* hex) {
   std::vector<char> out;
   for (const char* p = hex; p[0] && p[1]; p += 2) out.push_back(static_cast<char>(std::stoi(std::string(p, 2), nullptr, 16)));
   return out;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return {};
 }
 
 }  // namespace

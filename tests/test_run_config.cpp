@@ -11,21 +11,11 @@
 #include "testkit.hpp"
 
 using namespace devicemap;
+using testkit::contains;
+using testkit::error_of;
 using nlohmann::json;
 
 namespace {
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return {};
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 json llama_base() {
   return json{{"model_type", "llama"},       {"hidden_size", 256},          {"intermediate_size", 512},

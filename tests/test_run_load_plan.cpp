@@ -11,6 +11,8 @@
 #include "testkit.hpp"
 
 using namespace devicemap;
+using testkit::contains;
+using testkit::error_of;
 using nlohmann::json;
 
 namespace {
@@ -25,15 +27,6 @@ Machine machine(const std::string& gpu_memory, const std::string& ram) {
   json j{{"name", "test"}, {"cpu", {{"memory", ram}}}};
   if (!gpu_memory.empty()) j["gpus"] = json::array({{{"name", "test GPU"}, {"memory", gpu_memory}}});
   return machine_from_profile(j, "test profile");
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return {};
 }
 
 }  // namespace

@@ -11,23 +11,13 @@
 #include "testkit.hpp"
 
 using namespace devicemap;
+using testkit::contains;
+using testkit::error_of;
 namespace fs = std::filesystem;
 
 namespace {
 
 // The message of the devicemap::Error that `f` throws, or "" when it throws none.
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return {};
-}
-
-bool contains(const std::string& haystack, const std::string& needle) { return haystack.find(needle) != std::string::npos; }
-
 // Writes the 8-byte little-endian `length`, then `header`, then `data_bytes` bytes counting 0, 1, 2, ...
 void write_raw(const fs::path& p, std::uint64_t length, const std::string& header, std::size_t data_bytes) {
   std::ofstream out(p, std::ios::binary | std::ios::trunc);

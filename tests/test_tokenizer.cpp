@@ -15,22 +15,12 @@
 #include "testkit.hpp"
 
 using namespace devicemap;
+using testkit::contains;
+using testkit::error_of;
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return {};
-}
-
-bool contains(const std::string& haystack, const std::string& needle) { return haystack.find(needle) != std::string::npos; }
 
 void write_text(const fs::path& p, const std::string& text) { std::ofstream(p, std::ios::binary) << text; }
 

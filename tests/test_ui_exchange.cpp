@@ -1,6 +1,9 @@
 // The desktop program's files: importing hand-written device maps (valid, an uncovered tensor, an
 // unknown device), saving and opening plan files, and the text Copy as JSON / Python puts out.
 #include <QtTest/QtTest>
+#include <QUrl>
+#include <QDropEvent>
+#include <QMimeData>
 
 #include <QApplication>
 
@@ -101,6 +104,29 @@ class TestUiExchange : public QObject {
     QVERIFY(!window_->importDeviceMap(write(dir, "map.json", R"({"model": "tpu"})")).isEmpty());
     QVERIFY(!window_->importDeviceMap(write(dir, "broken.json", "{")).isEmpty());
     QVERIFY(!window_->importDeviceMap(QString::fromStdString((dir / "missing.json").string())).isEmpty());
+  }
+
+  void droppingAFolderOpensTheModel() {
+    controller_->openModelNow("catalog:gpt2");
+    QVERIFY(session().model().checkpoint.empty());
+    const QUrl url = QUrl::fromLocalFile(QString::fromStdString(testkit::demo_dir().string()));
+    QMimeData data;
+    data.setUrls({url});
+    QDragEnterEvent enter(QPoint(10, 10), Qt::CopyAction, &data, Qt::LeftButton, Qt::NoModifier);
+    QApplication::sendEvent(window_, &enter);
+    QVERIFY(enter.isAccepted());
+    QDropEvent drop(QPointF(10, 10), Qt::CopyAction, &data, Qt::LeftButton, Qt::NoModifier);
+    QApplication::sendEvent(window_, &drop);
+    QTRY_VERIFY_WITH_TIMEOUT(session().model().checkpoint == testkit::demo_dir(), 30000);
+    QCOMPARE(session().model().skeleton.model_type, std::string("llama"));
+
+    // Text that is not a local file is not taken.
+    QMimeData web;
+    web.setUrls({QUrl(QStringLiteral("https://huggingface.co/gpt2"))});
+    QDragEnterEvent refused(QPoint(10, 10), Qt::CopyAction, &web, Qt::LeftButton, Qt::NoModifier);
+    refused.setAccepted(false);
+    QApplication::sendEvent(window_, &refused);
+    QVERIFY(!refused.isAccepted());
   }
 
   void planFileSavesAndOpensTheSamePlan() {

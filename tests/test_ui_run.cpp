@@ -108,6 +108,44 @@ class TestUiRun : public QObject {
     QVERIFY(!panel.findChild<QPlainTextEdit*>(QStringLiteral("output"))->toPlainText().isEmpty());
   }
 
+  void stopEndsAGenerationAndTheNextOneRuns() {
+    SessionController controller;
+    controller.setMachine(profile(R"({"cpu": {"memory": "1GiB"}})"), QStringLiteral("cpu only"));
+    controller.openModelNow(testkit::demo_dir().string());
+    RunPanel panel(&controller);
+    auto* generate = panel.findChild<QPushButton*>(QStringLiteral("generate"));
+    auto* stop = panel.findChild<QPushButton*>(QStringLiteral("stop"));
+    auto* output = panel.findChild<QPlainTextEdit*>(QStringLiteral("output"));
+    auto* speed = panel.findChild<QLabel*>(QStringLiteral("speed"));
+    panel.findChild<QPushButton*>(QStringLiteral("load"))->click();
+    QTRY_VERIFY_WITH_TIMEOUT(generate->isEnabled(), 60000);
+    panel.findChild<QPlainTextEdit*>(QStringLiteral("prompt"))->setPlainText(QStringLiteral("Once upon a time"));
+    panel.findChild<QSpinBox*>(QStringLiteral("maxNewTokens"))->setValue(200);
+
+    // Stop pressed before the worker starts: the generation ends at its first block, with the prompt only.
+    QSemaphore release;
+    auto* blocker = new QObject;
+    blocker->moveToThread(panel.findChild<QThread*>());
+    QMetaObject::invokeMethod(blocker, [&release, blocker] {
+      release.acquire();
+      blocker->deleteLater();
+    });
+    generate->click();
+    QVERIFY(stop->isEnabled());
+    stop->click();
+    release.release();
+    QTRY_VERIFY_WITH_TIMEOUT(generate->isEnabled(), 60000);
+    QVERIFY(!stop->isEnabled());
+    QCOMPARE(output->toPlainText(), QStringLiteral("Once upon a time"));
+    QVERIFY2(speed->text().contains(QStringLiteral("stopped")), qPrintable(speed->text()));
+
+    // The model stays loaded and the next generation runs to its end.
+    panel.findChild<QSpinBox*>(QStringLiteral("maxNewTokens"))->setValue(5);
+    generate->click();
+    QTRY_VERIFY_WITH_TIMEOUT(generate->isEnabled(), 60000);
+    QVERIFY(output->toPlainText().startsWith(QStringLiteral("Once upon a time, there")));
+  }
+
   void refusesPlansOnSimulatedGpus() {
     SessionController controller;
     controller.setMachine(profile(R"({"gpus": [{"memory": "24GiB"}], "cpu": {"memory": "1GiB"}})"), QStringLiteral("sim"));

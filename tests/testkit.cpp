@@ -4,12 +4,25 @@
 #include <fstream>
 #include <random>
 
+#include "plan/error.hpp"
+
 namespace testkit {
 namespace fs = std::filesystem;
 
 fs::path data_dir() { return DEVICEMAP_TEST_DATA; }
 fs::path resources_dir() { return DEVICEMAP_RESOURCES; }
 fs::path demo_dir() { return resources_dir() / "demo"; }
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const devicemap::Error& e) {
+    return e.what();
+  }
+  return {};
+}
+
+bool contains(const std::string& haystack, const std::string& needle) { return haystack.find(needle) != std::string::npos; }
 
 nlohmann::json read_json(const fs::path& p) {
   std::ifstream in(p);

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,10 @@ struct CommandResult {
   std::string err;
 };
 CommandResult run_cli(const std::vector<std::string>& args, const std::string& stdin_text = {});
+
+// The message of the devicemap::Error that `f` throws; "" when it throws none.
+std::string error_of(const std::function<void()>& f);
+bool contains(const std::string& haystack, const std::string& needle);
 
 }  // namespace testkit
 

@@ -87,7 +87,7 @@ SpeedPrediction predict_decode_speed(const Skeleton& s, const DeviceMap& map, co
     int block;
     Device home, exec;
     double bytes, flops;
-    double recast;  // bytes of a cast each run (stored + cast result), 0 when none
+    double recast;  // memory traffic of a cast each run, 0 when none
   };
   std::vector<Read> reads;
   double on_disk = 0, resident_cpu = 0;  // weights held there, whether read per token or not
@@ -107,7 +107,8 @@ SpeedPrediction predict_decode_speed(const Skeleton& s, const DeviceMap& map, co
     const bool embedding = s.modules[static_cast<std::size_t>(weights.module)].cls.find("Embedding") != std::string::npos;
     if (t.tied_to < 0 && embedding) continue;
     const bool recast = home->is_disk() && !in.offload_folder && is_floating(weights.dtype) && weights.dtype != dt;
-    const double recast_bytes = recast ? double(weights.numel()) * dtype_bits(weights.dtype) / 8 + bytes : 0;
+    // Reading the stored bytes, the kernel zeroing the fresh buffer, and writing the cast into it.
+    const double recast_bytes = recast ? double(weights.numel()) * dtype_bits(weights.dtype) / 8 + 2 * bytes : 0;
     reads.push_back({block_of[static_cast<std::size_t>(t.module)], *home, exec, bytes, 2.0 * double(weights.numel()), recast_bytes});
   }
 

@@ -1,7 +1,5 @@
 #include "run/loader.hpp"
 
-#include <sys/mman.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <exception>
@@ -10,6 +8,7 @@
 
 #include "plan/error.hpp"
 #include "plan/mapped_file.hpp"
+#include "run/cpu_cast.hpp"
 #include "run/offload_folder.hpp"
 #include "run/tensor_source.hpp"
 
@@ -42,19 +41,6 @@ ExecutionPolicy make_policy(const LoadPlan& plan) {
     p.main = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(*plan.main_gpu));
   }
   return p;
-}
-
-// A CPU cast into fresh memory. Large buffers ask for transparent huge pages (Debian's default is
-// "madvise"), which saves the page fault per 4 KiB that otherwise dominates casting gigabytes.
-at::Tensor cast_on_cpu(const at::Tensor& source, c10::ScalarType type) {
-  if (source.scalar_type() == type) return source;
-  at::Tensor out = at::empty(source.sizes(), source.options().dtype(type));
-  constexpr std::uintptr_t kHuge = std::uintptr_t{2} << 20;
-  const auto begin = reinterpret_cast<std::uintptr_t>(out.data_ptr());
-  const auto first = (begin + kHuge - 1) & ~(kHuge - 1), end = (begin + out.nbytes()) & ~(kHuge - 1);
-  if (end > first) ::madvise(reinterpret_cast<void*>(first), end - first, MADV_HUGEPAGE);  // a hint only
-  out.copy_(source);
-  return out;
 }
 
 // A CPU tensor over a whole mapped file (an offload .dat), keeping the mapping alive.

@@ -1,6 +1,7 @@
 #include "run/weights.hpp"
 
 #include "plan/error.hpp"
+#include "run/cpu_cast.hpp"
 
 namespace devicemap {
 
@@ -47,7 +48,9 @@ bool Weights::needs_transfer(std::string_view name, const c10::Device& device) c
 at::Tensor Weights::fetch(std::string_view name, const c10::Device& device) const {
   const at::Tensor& t = stored(name).tensor;
   // to() returns the tensor itself when device and dtype already match: resident weights cost nothing.
-  return t.to(device, dtype_on(t, policy_, device));
+  const auto dtype = dtype_on(t, policy_, device);
+  if (t.is_cpu() && device.is_cpu()) return cast_on_cpu(t, dtype);  // a "disk" tensor run in another dtype
+  return t.to(device, dtype);
 }
 
 at::Tensor Weights::fetch_if_present(std::string_view name, const c10::Device& device) const {
