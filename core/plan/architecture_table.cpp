@@ -5,13 +5,27 @@
 namespace devicemap {
 namespace {
 
-std::vector<ModuleRule> llama_like(bool o_proj_bias) {
-  return {
+// The decoder-only tree of the Llama family; `block` is what a decoder layer holds, in registration order.
+std::vector<ModuleRule> decoder_tree(std::vector<ModuleRule> block) {
+  std::vector<ModuleRule> rows{
       {"", "{}ForCausalLM", ""},
       {"model", "{}Model", ""},
       {"model.embed_tokens", "Embedding", "weight=V,H"},
       {"model.layers", "ModuleList", ""},
       {"model.layers.#", "{}DecoderLayer", ""},
+  };
+  rows.insert(rows.end(), block.begin(), block.end());
+  rows.insert(rows.end(), {
+                              {"model.norm", "{}RMSNorm", "weight=H"},
+                              {"model.rotary_emb", "{}RotaryEmbedding", ""},
+                              {"lm_head", "Linear", "weight!=V,H"},
+                          });
+  return rows;
+}
+
+// Llama, Mistral, Qwen2: separate q/k/v/o projections (biases where the config asks) and a gated MLP.
+std::vector<ModuleRule> llama_like(bool o_proj_bias) {
+  return decoder_tree({
       {"model.layers.#.self_attn", "{}Attention", ""},
       {"model.layers.#.self_attn.q_proj", "Linear", "weight=NH*D,H;bias?=NH*D"},
       {"model.layers.#.self_attn.k_proj", "Linear", "weight=KV*D,H;bias?=KV*D"},
@@ -24,10 +38,7 @@ std::vector<ModuleRule> llama_like(bool o_proj_bias) {
       {"model.layers.#.mlp.act_fn", "SiLU", ""},
       {"model.layers.#.input_layernorm", "{}RMSNorm", "weight=H"},
       {"model.layers.#.post_attention_layernorm", "{}RMSNorm", "weight=H"},
-      {"model.norm", "{}RMSNorm", "weight=H"},
-      {"model.rotary_emb", "{}RotaryEmbedding", ""},
-      {"lm_head", "Linear", "weight!=V,H"},
-  };
+  });
 }
 
 const std::vector<BufferRule> kRotary{{"model.rotary_emb.inv_freq", "D/2", DType::F32, false}};
@@ -45,12 +56,7 @@ const std::vector<Architecture>& table() {
 
     t.push_back({"mixtral", "Mixtral", "{}DecoderLayer", "model.layers", "model.embed_tokens.weight", "lm_head.weight",
                  false, false,
-                 {
-                     {"", "{}ForCausalLM", ""},
-                     {"model", "{}Model", ""},
-                     {"model.embed_tokens", "Embedding", "weight=V,H"},
-                     {"model.layers", "ModuleList", ""},
-                     {"model.layers.#", "{}DecoderLayer", ""},
+                 decoder_tree({
                      {"model.layers.#.self_attn", "{}Attention", ""},
                      {"model.layers.#.self_attn.q_proj", "Linear", "weight=NH*D,H"},
                      {"model.layers.#.self_attn.k_proj", "Linear", "weight=KV*D,H"},
@@ -66,19 +72,11 @@ const std::vector<Architecture>& table() {
                      {"model.layers.#.block_sparse_moe.experts.#.act_fn", "SiLU", ""},
                      {"model.layers.#.input_layernorm", "{}RMSNorm", "weight=H"},
                      {"model.layers.#.post_attention_layernorm", "{}RMSNorm", "weight=H"},
-                     {"model.norm", "{}RMSNorm", "weight=H"},
-                     {"model.rotary_emb", "{}RotaryEmbedding", ""},
-                     {"lm_head", "Linear", "weight!=V,H"},
-                 },
+                 }),
                  kRotary});
 
     t.push_back({"phi3", "Phi3", "{}DecoderLayer", "model.layers", "model.embed_tokens.weight", "lm_head.weight", false, false,
-                 {
-                     {"", "{}ForCausalLM", ""},
-                     {"model", "{}Model", ""},
-                     {"model.embed_tokens", "Embedding", "weight=V,H"},
-                     {"model.layers", "ModuleList", ""},
-                     {"model.layers.#", "{}DecoderLayer", ""},
+                 decoder_tree({
                      {"model.layers.#.self_attn", "{}Attention", ""},
                      {"model.layers.#.self_attn.o_proj", "Linear", "weight=H,NH*D"},
                      {"model.layers.#.self_attn.qkv_proj", "Linear", "weight=(NH+2*KV)*D,H"},
@@ -90,10 +88,7 @@ const std::vector<Architecture>& table() {
                      {"model.layers.#.resid_attn_dropout", "Dropout", ""},
                      {"model.layers.#.resid_mlp_dropout", "Dropout", ""},
                      {"model.layers.#.post_attention_layernorm", "{}RMSNorm", "weight=H"},
-                     {"model.norm", "{}RMSNorm", "weight=H"},
-                     {"model.rotary_emb", "{}RotaryEmbedding", ""},
-                     {"lm_head", "Linear", "weight!=V,H"},
-                 },
+                 }),
                  kRotary});
 
     t.push_back({"gpt2", "GPT2", "{}Block", "transformer.h", "transformer.wte.weight", "lm_head.weight", false, true,
