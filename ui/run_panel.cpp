@@ -14,7 +14,9 @@
 #include <QThread>
 #include <QVBoxLayout>
 
+#include "plan/process_memory.hpp"
 #include "plan/session.hpp"
+#include "plan/units.hpp"
 #include "ui/device_style.hpp"
 #include "ui/session_controller.hpp"
 #ifdef DEVICEMAP_HAVE_RUNTIME
@@ -166,7 +168,11 @@ RunPanel::RunPanel(SessionController* controller, QWidget* parent) : QWidget(par
   connect(worker_, &RunWorker::text, this, [this](const QString& piece, int tokens, double seconds) {
     output_->moveCursor(QTextCursor::End);
     output_->insertPlainText(piece);
-    if (seconds > 0 && tokens > 1) speed_->setText(tr("%1 tokens · %2 tok/s").arg(tokens).arg((tokens - 1) / seconds, 0, 'f', 1));
+    if (seconds > 0 && tokens > 1)
+      speed_->setText(tr("%1 tokens · %2 tok/s · RAM %3 resident")
+                          .arg(tokens)
+                          .arg((tokens - 1) / seconds, 0, 'f', 1)
+                          .arg(QString::fromStdString(format_size(current_resident_bytes()))));
   });
   connect(worker_, &RunWorker::finished, this, [this](const QString& summary) {
     setBusy(false, false);

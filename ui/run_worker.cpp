@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "plan/checkpoint.hpp"
+#include "plan/process_memory.hpp"
 #include "plan/tokenizer.hpp"
 #include "plan/units.hpp"
 #include "run/generator.hpp"
@@ -106,12 +107,13 @@ void RunWorker::generate(const QString& prompt, const Sampling& sampling) {
       case StopReason::ContextFull: why = tr("context full"); break;
       case StopReason::Cancelled: why = tr("stopped"); break;
     }
-    Q_EMIT finished(tr("%1 new tokens (%2) · prompt %3 tokens at %4 tok/s · generation %5 tok/s")
+    Q_EMIT finished(tr("%1 new tokens (%2) · prompt %3 tokens at %4 tok/s · generation %5 tok/s · RAM peak %6")
                         .arg(st.new_tokens)
                         .arg(why)
                         .arg(st.prompt_tokens)
                         .arg(st.prefill_tokens_per_second(), 0, 'f', 1)
-                        .arg(st.decode_tokens_per_second(), 0, 'f', 1));
+                        .arg(st.decode_tokens_per_second(), 0, 'f', 1)
+                        .arg(QString::fromStdString(format_size(peak_resident_bytes()))));
   } catch (const std::exception& e) {
     Q_EMIT generateFailed(QString::fromUtf8(e.what()));
   }

@@ -33,13 +33,13 @@ std::vector<int> block_of_modules(const Skeleton& s, std::vector<Block>& blocks)
     const auto& mod = s.modules[static_cast<std::size_t>(m)];
     if (layer < 0 && mod.is_layer) {
       layer = static_cast<int>(blocks.size());
-      blocks.push_back({true});
+      blocks.emplace_back().layer = true;
     }
     if (layer >= 0) {
       of[static_cast<std::size_t>(m)] = layer;
     } else if (!mod.params.empty()) {
       of[static_cast<std::size_t>(m)] = static_cast<int>(blocks.size());
-      blocks.push_back({false});
+      blocks.emplace_back();
     }
     for (auto c = mod.children.rbegin(); c != mod.children.rend(); ++c) stack.emplace_back(*c, layer);
   }
@@ -96,7 +96,8 @@ SpeedPrediction predict_decode_speed(const Skeleton& s, const DeviceMap& map, co
     const auto& weights = t.tied_to >= 0 ? s.tensors[static_cast<std::size_t>(t.tied_to)] : t;
     const auto home = index.device_of(weights.name);
     const auto own = index.device_of(t.name);
-    if (!home || !own) continue;  // validate() reports uncovered tensors
+    const int block = block_of[static_cast<std::size_t>(t.module)];
+    if (!home || !own || block < 0) continue;  // validate() reports uncovered tensors
     const Device exec = own->is_gpu() ? *own : main_gpu ? Device::gpu(*main_gpu) : Device::cpu();
     DType dt = in.dtype && is_floating(weights.dtype) ? *in.dtype : weights.dtype;
     if (exec.is_cpu() && dt == DType::F16) dt = DType::F32;  // no float16 CPU kernels: the runner casts
@@ -109,7 +110,7 @@ SpeedPrediction predict_decode_speed(const Skeleton& s, const DeviceMap& map, co
     const bool recast = home->is_disk() && !in.offload_folder && is_floating(weights.dtype) && weights.dtype != dt;
     // Reading the stored bytes, the kernel zeroing the fresh buffer, and writing the cast into it.
     const double recast_bytes = recast ? double(weights.numel()) * dtype_bits(weights.dtype) / 8 + 2 * bytes : 0;
-    reads.push_back({block_of[static_cast<std::size_t>(t.module)], *home, exec, bytes, 2.0 * double(weights.numel()), recast_bytes});
+    reads.push_back({block, *home, exec, bytes, 2.0 * double(weights.numel()), recast_bytes});
   }
 
   // Figures the placement needs; a missing one leaves the prediction unknown.
