@@ -1,12 +1,16 @@
 // Load plans on the demo checkpoint: what each placement and dtype costs on which device before anything
-// is read, and the memory check against a machine described by hand.
+// is read, and the memory checks (weights, and the KV cache a generation will need) against a machine
+// described by hand.
+#include <map>
 #include <string>
 
 #include "plan/checkpoint.hpp"
 #include "plan/device_map.hpp"
 #include "plan/error.hpp"
 #include "plan/machine.hpp"
+#include "run/generator.hpp"
 #include "run/load_plan.hpp"
+#include "run/model.hpp"
 #include "run/model_config.hpp"
 #include "testkit.hpp"
 
@@ -94,6 +98,28 @@ class TestRunLoadPlan : public QObject {
     QVERIFY2(e.find("GPU 0") != std::string::npos, e.c_str());
     // Mapped bytes cost no RAM: float32 on the CPU fits in any RAM.
     check_memory(plan_load(d.checkpoint, d.config, DeviceMap({{"", Device::cpu()}}), {}), machine("", "1KiB"));
+  }
+
+  void kvCacheIsSizedAndCheckedBeforeGenerating() {
+    Model model = Model::load(testkit::demo_dir(), DeviceMap({{"", Device::cpu()}}));
+    const auto& c = model.config();
+    const auto per_token = static_cast<std::uint64_t>(2 * c.num_kv_heads * c.head_dim * 4 * c.num_layers);  // float32
+    QCOMPARE(model.kv_cache_bytes(100), (std::map<std::string, std::uint64_t>{{"cpu", 100 * per_token}}));
+    QCOMPARE(model.kv_cache_bytes(std::int64_t{1} << 40).at("cpu"), static_cast<std::uint64_t>(c.max_position_embeddings) * per_token);
+
+    check_kv_memory({{"cpu", 1000}}, 10, machine("", "1MiB"));
+    auto e = error_of([&] { check_kv_memory({{"cpu", 2 << 20}}, 4096, machine("", "1MiB")); });
+    QVERIFY2(contains(e, "4096 tokens") && contains(e, "RAM") && contains(e, "1.00 MiB free"), e.c_str());
+    e = error_of([&] { check_kv_memory({{"cuda:0", 2 << 20}}, 8, machine("1MiB", "1GiB")); });
+    QVERIFY2(contains(e, "GPU 0"), e.c_str());
+
+    // A generation sizes the cache for its whole length before it starts: 1 + 100 tokens, not the 128
+    // that doubling from 64 would reach.
+    GenerationOptions o;
+    o.max_new_tokens = 100;
+    const auto r = generate(model, std::vector<std::int64_t>{1}, o);
+    QCOMPARE(r.stop, StopReason::MaxNewTokens);
+    QCOMPARE(model.kv_cache_held_bytes(), model.kv_cache_bytes(101));
   }
 
   void tiedHeadNeedsNoKeyButOthersDo() {

@@ -238,6 +238,8 @@ int run_command(Invocation& inv) {
                   static_cast<long long>(st.new_tokens), st.decode_tokens_per_second(), stop_name(result.stop).c_str());
     inv.err << line;
     inv.err << "peak memory: " << format_size(peak_resident_bytes()) << " resident in RAM (the whole process; mapped weights count once read)\n";
+    for (const auto& [device, bytes] : model.kv_cache_held_bytes())
+      inv.err << "KV cache: " << format_size(bytes) << " on " << device << "\n";
     const auto t = model.transfer_stats();
     if (t.fetched_tensors + t.prefetched_tensors > 0)
       inv.err << "moved " << format_size(t.transferred_bytes) << " of offloaded weights (" << t.prefetched_tensors

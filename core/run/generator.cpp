@@ -34,6 +34,8 @@ GenerationResult generate(Model& model, std::span<const std::int64_t> prompt, co
   };
 
   model.reset();
+  // The whole generation's KV cache is sized (and checked against free memory) before it starts.
+  model.reserve_cache(static_cast<std::int64_t>(prompt.size()) + std::min(options.max_new_tokens, context));
   auto start = std::chrono::steady_clock::now();
   Logits logits;
   try {

@@ -65,11 +65,15 @@ class Gpt2 final : public Transformer {
     return at::gelu(x, "tanh");  // gelu_new and gelu_pytorch_tanh
   }
 
+  c10::Device attention_device(std::int64_t index) const override {
+    return w_.execution_device(block_name(c_, index) + ".attn.c_attn.weight");
+  }
+
   at::Tensor block(std::int64_t index, at::Tensor h, KvCache* cache, std::int64_t past) const {
     const std::string b = block_name(c_, index);
     const std::int64_t n = h.size(0), e = c_.hidden_size;
 
-    const auto device = w_.execution_device(b + ".attn.c_attn.weight");
+    const auto device = attention_device(index);
     h = move(h, device);
     const at::Tensor qkv = conv1d(b + ".attn.c_attn", layer_norm(b + ".ln_1", h, device), device);
     auto heads = [&](std::int64_t part) {

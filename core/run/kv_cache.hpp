@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <map>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -19,6 +21,18 @@ class KvCache {
   std::int64_t length() const { return length_; }
   std::int64_t max_tokens() const { return max_tokens_; }
 
+  // Buffers allocated from now on hold at least `tokens` tokens (at most the context), so that a
+  // generation of that length never grows them: the memory it needs is known before it starts.
+  void reserve(std::int64_t tokens) { reserved_ = std::min(tokens, max_tokens_); }
+
+  // Bytes of the buffers allocated now, by device ("cpu", "cuda:0").
+  std::map<std::string, std::uint64_t> held_bytes() const {
+    std::map<std::string, std::uint64_t> out;
+    for (const auto& b : blocks_)
+      if (b.k.defined()) out[b.k.device().str()] += static_cast<std::uint64_t>(b.k.nbytes() + b.v.nbytes());
+    return out;
+  }
+
   // Stores block `index`'s keys and values of the new tokens ([kv_heads, new, head_dim]) after the
   // cached ones; returns all of them so far ([kv_heads, length() + new, head_dim]).
   std::pair<at::Tensor, at::Tensor> append(std::int64_t index, const at::Tensor& k, const at::Tensor& v) {
@@ -26,7 +40,8 @@ class KvCache {
     const std::int64_t used = length_, added = k.size(1), needed = used + added;
     if (!b.k.defined() || needed > b.k.size(1) || b.k.device() != k.device() || b.k.scalar_type() != k.scalar_type()) {
       const std::int64_t capacity =
-          std::min(std::max({needed, std::int64_t{64}, b.k.defined() ? 2 * b.k.size(1) : 0}), std::max(needed, max_tokens_));
+          std::min(std::max({needed, std::int64_t{64}, reserved_, b.k.defined() ? 2 * b.k.size(1) : 0}),
+                   std::max(needed, max_tokens_));
       at::Tensor nk = at::empty({k.size(0), capacity, k.size(2)}, k.options());
       at::Tensor nv = at::empty({v.size(0), capacity, v.size(2)}, v.options());
       if (used > 0) {
@@ -53,6 +68,7 @@ class KvCache {
   };
   std::vector<Block> blocks_;
   std::int64_t max_tokens_ = 0;
+  std::int64_t reserved_ = 0;
   std::int64_t length_ = 0;
 };
 

@@ -89,6 +89,10 @@ class Llama final : public Transformer {
     return h.to(device, w_.policy().compute_dtype(device));
   }
 
+  c10::Device attention_device(std::int64_t index) const override {
+    return w_.execution_device(block_name(c_, index) + ".self_attn.q_proj" + main_tensor());
+  }
+
   // The tensor that places a block Linear (and the part of the block it belongs to).
   const char* main_tensor() const { return c_.gptq ? ".qweight" : ".weight"; }
 
@@ -106,7 +110,7 @@ class Llama final : public Transformer {
     const std::int64_t n = h.size(0);
 
     // Attention runs where its projections execute; the cache of this block lives there too.
-    const auto device = w_.execution_device(b + ".self_attn.q_proj" + main_tensor());
+    const auto device = attention_device(index);
     h = move(h, device);
     const at::Tensor x = rms_norm(h, p_.fetch(b + ".input_layernorm.weight", device), c_.norm_eps);
     at::Tensor q = linear(b + ".self_attn.q_proj", x, device).view({n, c_.num_heads, c_.head_dim}).transpose(0, 1);

@@ -154,6 +154,18 @@ LoadPlan plan_load(const Checkpoint& checkpoint, const ModelConfig& config, cons
   return plan;
 }
 
+void check_kv_memory(const std::map<std::string, std::uint64_t>& needed, std::int64_t tokens, const Machine& machine) {
+  for (const auto& [device, bytes] : needed) {
+    const bool cpu = device == "cpu";
+    std::optional<Device> d = cpu ? Device::cpu() : Device::parse(device);
+    const DeviceInfo* info = d ? machine.find(*d) : nullptr;
+    if (!info || bytes <= info->free) continue;
+    throw Error(std::to_string(tokens) + " tokens need " + format_size(bytes) + " more of KV cache on " +
+                (cpu ? std::string("the CPU's RAM") : "GPU " + d->name()) + " but it has " + format_size(info->free) +
+                " free; ask for fewer new tokens or a shorter prompt");
+  }
+}
+
 void check_memory(const LoadPlan& plan, const Machine& machine) {
   for (const auto& [device, bytes] : plan.allocated) {
     const DeviceInfo* info = machine.find(device);

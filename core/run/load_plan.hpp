@@ -63,4 +63,8 @@ LoadPlan plan_load(const Checkpoint& checkpoint, const ModelConfig& config, cons
 // Devices the machine does not list (GPUs without NVML) are left to the loader.
 void check_memory(const LoadPlan& plan, const Machine& machine);
 
+// Throws devicemap::Error when a device ("cpu", "cuda:N") cannot hold `needed` more bytes of KV cache for
+// `tokens` tokens. Devices the machine does not list are left to the allocator.
+void check_kv_memory(const std::map<std::string, std::uint64_t>& needed, std::int64_t tokens, const Machine& machine);
+
 }  // namespace devicemap

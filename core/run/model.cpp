@@ -35,6 +35,7 @@ struct Model::Impl {
   std::unique_ptr<Prefetcher> prefetcher;
   std::unique_ptr<Transformer> transformer;
   std::unique_ptr<KvCache> cache;
+  bool check_memory = true;  // also before a generation sizes the KV cache
 
   at::Tensor ids_tensor(std::span<const std::int64_t> ids, std::int64_t past) const {
     if (ids.empty()) throw Error("no tokens to run");
@@ -115,6 +116,7 @@ Model Model::load(const Checkpoint& checkpoint, const DeviceMap& map, const Load
   if (options.prefill_chunk < 1) throw Error("prefill_chunk must be at least 1");
   impl->chunk = options.prefill_chunk;
   impl->cache = std::make_unique<KvCache>(impl->config.num_layers, impl->config.max_position_embeddings);
+  impl->check_memory = options.check_memory;
   impl->report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return Model(std::move(impl));
 }
@@ -127,6 +129,30 @@ const ModelConfig& Model::config() const { return impl_->config; }
 const LoadReport& Model::load_report() const { return impl_->report; }
 const GenerationOptions& Model::generation_defaults() const { return impl_->generation; }
 std::int64_t Model::cached_tokens() const { return impl_->cache->length(); }
+
+std::map<std::string, std::uint64_t> Model::kv_cache_bytes(std::int64_t tokens) const {
+  const auto& c = impl_->config;
+  tokens = std::min(tokens, c.max_position_embeddings);
+  std::map<std::string, std::uint64_t> out;
+  for (std::int64_t i = 0; i < c.num_layers; ++i) {
+    const c10::Device device = impl_->transformer->attention_device(i);
+    const auto element = c10::elementSize(impl_->weights->policy().compute_dtype(device));
+    out[device.str()] += static_cast<std::uint64_t>(2 * c.num_kv_heads * c.head_dim * tokens) * element;
+  }
+  return out;
+}
+
+std::map<std::string, std::uint64_t> Model::kv_cache_held_bytes() const { return impl_->cache->held_bytes(); }
+
+void Model::reserve_cache(std::int64_t tokens) {
+  if (impl_->check_memory) {
+    auto needed = kv_cache_bytes(tokens);
+    for (const auto& [device, held] : impl_->cache->held_bytes())  // buffers kept from an earlier sequence
+      if (auto it = needed.find(device); it != needed.end()) it->second -= std::min(it->second, held);
+    check_kv_memory(needed, std::min(tokens, impl_->config.max_position_embeddings), detect_machine());
+  }
+  impl_->cache->reserve(tokens);
+}
 TransferStats Model::transfer_stats() const { return impl_->prefetcher->stats(); }
 void Model::set_cancel_flag(const std::atomic<bool>* flag) { impl_->transformer->set_cancel_flag(flag); }
 void Model::reset() { impl_->cache->clear(); }

@@ -6,8 +6,10 @@
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "run/generation_options.hpp"
@@ -70,6 +72,16 @@ class Model {
   Logits evaluate(std::span<const std::int64_t> ids);
 
   std::int64_t cached_tokens() const;
+
+  // Bytes the KV cache takes for `tokens` tokens (capped at the context), by execution device ("cpu",
+  // "cuda:0").
+  std::map<std::string, std::uint64_t> kv_cache_bytes(std::int64_t tokens) const;
+  // Sizes the cache for `tokens` tokens so that running them never grows it, after checking (unless the
+  // model was loaded with check_memory off) that every device has that much free beyond what the cache
+  // holds already. Throws devicemap::Error naming the device, the bytes needed and the bytes free.
+  void reserve_cache(std::int64_t tokens);
+  // Bytes of KV cache allocated now, by device.
+  std::map<std::string, std::uint64_t> kv_cache_held_bytes() const;
   TransferStats transfer_stats() const;
 
   // While `flag` (which must outlive its use; nullptr: none) reads true, a forward pass stops at the

@@ -2,6 +2,7 @@
 // Internal to the running layer (includes ATen). One forward pass of a decoder-only transformer, whatever
 // the family; the family's file builds it from the loaded weights.
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include <atomic>
 #include <memory>
@@ -22,6 +23,8 @@ class Transformer {
   // one, they are the whole sequence. Returns float32 CPU logits [new, vocab], or [1, vocab] for the last
   // position only.
   virtual at::Tensor forward(const at::Tensor& ids, KvCache* cache, bool all_positions) = 0;
+  // Where block `index`'s attention runs, and so where its keys and values are cached.
+  virtual c10::Device attention_device(std::int64_t index) const = 0;
 
   // Checked between blocks: when it reads true, forward() throws Cancelled.
   void set_cancel_flag(const std::atomic<bool>* flag) { cancel_ = flag; }
