@@ -106,6 +106,26 @@ class CliPlan : public QObject {
     QCOMPARE(j["default_max_memory"]["7"].get<std::uint64_t>(), std::uint64_t(80) << 30);
   }
 
+  void devices_measures_this_machine_into_a_profile() {
+    testkit::TempDir dir;
+    const std::string out = (dir / "here.json").string();
+    auto r = testkit::run_cli({"devices", "--measure", "--save-profile", out});
+    QVERIFY2(r.code == 0, r.err.c_str());
+    const Machine m = load_profile(out);
+    QVERIFY(m.find(Device::cpu()) && m.find(Device::cpu())->bandwidth_gbs > 0);  // a RAM read test ran
+#ifdef DEVICEMAP_HAVE_RUNTIME
+    QVERIFY(m.cpu_gflops > 0 && m.cpu_gflops_bf16 > 0);  // and the runner's own dense layers
+#endif
+    // The profile plans and predicts like any other.
+    r = testkit::run_cli({"plan", "catalog:gpt2", "--profile", out});
+    QVERIFY2(r.code == 0 && r.out.find("tok/s") != std::string::npos, (r.out + r.err).c_str());
+    // Never replaced without --force.
+    r = testkit::run_cli({"devices", "--save-profile", out});
+    QCOMPARE(r.code, 1);
+    QVERIFY(r.err.find("--force") != std::string::npos);
+    QCOMPARE(load_profile(out).cpu_gflops, m.cpu_gflops);
+  }
+
  private:
   static std::string read_all(const std::string& p) {
     std::ifstream in(p);

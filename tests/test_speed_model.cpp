@@ -109,6 +109,25 @@ class SpeedModel : public QObject {
     QCOMPARE(part(gpu, "GPU 0 memory").bytes, part(bf16, "CPU RAM").bytes);
   }
 
+  void a_slow_cpu_is_bound_by_its_compute_rate_per_dtype() {
+    const Skeleton s = open_model("catalog:llama-3.1-8b").skeleton;
+    const DeviceMap cpu({{"", Device::cpu()}});
+    Machine m = machine("256GiB", -1);  // 50 GB/s RAM
+    const auto memory_bound = predict_decode_speed(s, cpu, m, {DType::BF16});
+    QVERIFY(!memory_bound.assumptions.empty());  // no compute rate: said, and taken to be memory-bound
+    m.cpu_gflops = 100;     // float32: 2 flops per 4 bytes at 50 GB/s is 25 GFLOP/s, so memory binds
+    m.cpu_gflops_bf16 = 5;  // bfloat16: 25 GFLOP/s of reads, 5 of compute: compute binds
+    const auto f32 = predict_decode_speed(s, cpu, m, {DType::F32});
+    DM_COMPARE_STR(f32.bottleneck, std::string("CPU RAM"));
+    const auto bf16 = predict_decode_speed(s, cpu, m, {DType::BF16});
+    DM_COMPARE_STR(bf16.bottleneck, std::string("CPU compute"));
+    // Every weight but the embedding is one multiply-add per token.
+    const auto sizes = compute_module_sizes(s, DType::BF16);
+    const double params = (double(sizes.total() - sizes.module_buffers[0]) - bytes_of(s, "model.embed_tokens.weight", 2)) / 2;
+    QVERIFY(std::abs(part(bf16, "CPU compute").seconds - 2 * params / 5e9) < 1e-9);
+    QVERIFY(bf16.tokens_per_second < memory_bound.tokens_per_second / 4);
+  }
+
   void a_tied_head_reads_the_whole_embedding() {
     const Skeleton s = open_model("catalog:gpt2").skeleton;  // float32, lm_head tied to wte
     const auto p = predict_decode_speed(s, DeviceMap({{"", Device::gpu(0)}}), machine());

@@ -21,6 +21,7 @@
 #include "plan/process_memory.hpp"
 #include "plan/skeleton.hpp"
 #include "plan/speed_model.hpp"
+#include "run/cpu_rate.hpp"
 #include "run/generator.hpp"
 #include "run/model.hpp"
 
@@ -159,6 +160,12 @@ int bench_generate(const std::vector<std::string>& argv, std::ostream& out) {
   for (auto& d : machine.devices)
     if (d.device.is_cpu()) d.bandwidth_gbs = bandwidth;
   measure_bandwidths(machine);
+  machine.cpu_gflops = measure_matvec_gflops(DType::F32);
+  machine.cpu_gflops_bf16 = measure_matvec_gflops(DType::BF16);
+  char rates[160];
+  std::snprintf(rates, sizeof rates, "(CPU one-row dense layers: %.3g GFLOP/s float32, %.3g GFLOP/s bfloat16)\n",
+                machine.cpu_gflops, machine.cpu_gflops_bf16);
+  if (!b.json) out << rates;
   decode_case(b, skeleton, machine, b.map, true, tokens, "decode", bandwidth, out);
   // Half the layers run from the checkpoint's mapping ("disk"), with and without read-ahead of the next.
   if (!args.get("device-map")) {

@@ -10,7 +10,7 @@ struct Machine;
 
 // RAM read bandwidth with every core summing its slice of a `bytes` buffer (much larger than the
 // caches), best of `rounds`, GB/s.
-double measure_memory_bandwidth_gbs(std::size_t bytes = std::size_t{128} << 20, int rounds = 2);
+double measure_memory_bandwidth_gbs(std::size_t bytes = std::size_t{128} << 20, int rounds = 5);
 
 // Sequential read bandwidth of the disk holding `file`, reading up to `bytes` of it with O_DIRECT so
 // the page cache does not answer, GB/s. nullopt where direct reads are not possible (tmpfs, a file

@@ -150,6 +150,7 @@ Machine machine_from_profile(const nlohmann::json& j, std::string_view source) {
   if (!j.contains("cpu") || !j["cpu"].is_object()) throw Error(src + ": \"cpu\" {\"memory\": …} is missing");
   const auto ram = size_field(j["cpu"], "memory", src + ": cpu");
   m.cpu_gflops = j["cpu"].value("gflops", 0.0);
+  m.cpu_gflops_bf16 = j["cpu"].value("gflops_bf16", 0.0);
   m.devices.push_back({Device::cpu(), j["cpu"].value("name", "CPU RAM"), ram, ram, j["cpu"].value("bandwidth_gbs", 0.0), true});
   if (j.contains("disk") && j["disk"].is_object()) {
     const auto free = size_field(j["disk"], "free", src + ": disk");
@@ -180,6 +181,7 @@ nlohmann::json profile_to_json(const Machine& m) {
     } else if (d.device.is_cpu()) {
       e["memory"] = d.total;
       e["gflops"] = m.cpu_gflops;
+      if (m.cpu_gflops_bf16 > 0) e["gflops_bf16"] = m.cpu_gflops_bf16;
       j["cpu"] = e;
     } else {
       e["free"] = d.free;

@@ -27,7 +27,8 @@ struct Machine {
   std::string name;  // "this machine" or the profile's name
   std::vector<DeviceInfo> devices;  // GPUs ascending, then cpu, then disk
   double pcie_gbs = 0;              // host-to-GPU bandwidth, GB/s; 0 = unknown
-  double cpu_gflops = 0;            // compute rate used to predict speed; 0 = unknown
+  double cpu_gflops = 0;            // one-row dense layers in float32, GFLOP/s; 0 = unknown
+  double cpu_gflops_bf16 = 0;       // the same in bfloat16; 0 = as float32
   bool simulated = false;
 
   const DeviceInfo* find(Device d) const;
@@ -39,7 +40,7 @@ Machine detect_machine(const std::filesystem::path& offload_folder = ".");
 
 // Hardware profile JSON:
 // {"name": "2× RTX 4090", "gpus": [{"name": "RTX 4090", "memory": "24GiB", "bandwidth_gbs": 1008}, …],
-//  "cpu": {"memory": "64GiB", "bandwidth_gbs": 60, "gflops": 500}, "disk": {"free": "2TB", "bandwidth_gbs": 3},
+//  "cpu": {"memory": "64GiB", "bandwidth_gbs": 60, "gflops": 500, "gflops_bf16": 300}, "disk": {"free": "2TB", "bandwidth_gbs": 3},
 //  "pcie_gbs": 25}
 Machine machine_from_profile(const nlohmann::json& j, std::string_view source);
 Machine load_profile(const std::filesystem::path& path);

@@ -18,7 +18,7 @@ struct Block {
   bool layer = false;
   std::optional<Device> exec;  // where it runs
   double compute_bytes = 0;    // read from the execution device's memory
-  double flops = 0;            // CPU execution only
+  double flop_seconds = 0;     // CPU execution only
   double fetch_seconds = 0;    // moving offloaded weights to the execution device
   double compute_seconds = 0;
 };
@@ -62,7 +62,7 @@ std::string SpeedPrediction::summary() const {
       if (p.resource == "dispatch")
         std::snprintf(b, sizeof b, " (bound by dispatch: %.2g ms per token)", p.seconds * 1e3);
       else if (p.resource == "CPU compute")
-        std::snprintf(b, sizeof b, " (bound by CPU compute: %.3g GFLOP per token)", p.bytes / 1e9);
+        std::snprintf(b, sizeof b, " (bound by CPU compute: %.2g ms per token)", p.seconds * 1e3);
       else
         std::snprintf(b, sizeof b, " (bound by %s: %s per token)", p.resource.c_str(),
                       format_size(static_cast<std::uint64_t>(p.bytes)).c_str());
@@ -86,11 +86,13 @@ SpeedPrediction predict_decode_speed(const Skeleton& s, const DeviceMap& map, co
   struct Read {
     int block;
     Device home, exec;
-    double bytes, flops;
-    double recast;  // memory traffic of a cast each run, 0 when none
+    double bytes;
+    double flop_seconds;  // CPU execution at the machine's rate for the dtype; 0 when it is unknown
+    double recast;        // memory traffic of a cast each run, 0 when none
   };
   std::vector<Read> reads;
   double on_disk = 0, resident_cpu = 0;  // weights held there, whether read per token or not
+  bool compute_unknown = false;
   for (const auto& t : s.tensors) {
     if (t.buffer) continue;  // rotary tables and masks: small, and sliced rather than read whole
     const auto& weights = t.tied_to >= 0 ? s.tensors[static_cast<std::size_t>(t.tied_to)] : t;
@@ -110,7 +112,10 @@ SpeedPrediction predict_decode_speed(const Skeleton& s, const DeviceMap& map, co
     const bool recast = home->is_disk() && !in.offload_folder && is_floating(weights.dtype) && weights.dtype != dt;
     // Reading the stored bytes, the kernel zeroing the fresh buffer, and writing the cast into it.
     const double recast_bytes = recast ? double(weights.numel()) * dtype_bits(weights.dtype) / 8 + 2 * bytes : 0;
-    reads.push_back({block, *home, exec, bytes, 2.0 * double(weights.numel()), recast_bytes});
+    const double rate = dt == DType::BF16 && machine.cpu_gflops_bf16 > 0 ? machine.cpu_gflops_bf16 : machine.cpu_gflops;
+    const double flop_seconds = exec.is_cpu() && rate > 0 ? 2.0 * double(weights.numel()) / (rate * 1e9) : 0;
+    if (exec.is_cpu() && rate <= 0) compute_unknown = true;
+    reads.push_back({block, *home, exec, bytes, flop_seconds, recast_bytes});
   }
 
   // Figures the placement needs; a missing one leaves the prediction unknown.
@@ -133,7 +138,6 @@ SpeedPrediction predict_decode_speed(const Skeleton& s, const DeviceMap& map, co
                : "the " + format_size(static_cast<std::uint64_t>(on_disk)) + " on disk exceed the RAM the plan leaves (" +
                      format_size(static_cast<std::uint64_t>(std::max(0.0, ram_free - resident_cpu))) +
                      "), so every token reads them from the disk");
-  const bool compute_known = machine.cpu_gflops > 0;
 
   std::map<std::string, SpeedPart> parts;
   const auto charge = [&](const std::string& resource, double bytes, double seconds) {
@@ -171,7 +175,7 @@ SpeedPrediction predict_decode_speed(const Skeleton& s, const DeviceMap& map, co
       charge(source, r.bytes, r.bytes / link);
     } else {
       cpu_ram_bytes[static_cast<std::size_t>(r.block)] += r.bytes;
-      b.flops += r.flops;
+      b.flop_seconds += r.flop_seconds;
       if (r.home.is_disk() && !cached) {
         const double disk = bandwidth(Device::disk());
         b.fetch_seconds += r.bytes / disk;
@@ -190,16 +194,15 @@ SpeedPrediction predict_decode_speed(const Skeleton& s, const DeviceMap& map, co
     } else {
       const double bytes = cpu_ram_bytes[i] + kv;
       const double memory = bytes / bandwidth(Device::cpu());
-      const double compute = compute_known ? b.flops / (machine.cpu_gflops * 1e9) : 0;
-      b.compute_seconds += std::max(memory, compute);
+      b.compute_seconds += std::max(memory, b.flop_seconds);
       charge("CPU RAM", bytes, memory);
-      if (compute_known) charge("CPU compute", b.flops, compute);
+      if (b.flop_seconds > 0) charge("CPU compute", 0, b.flop_seconds);
     }
     const double overhead = b.exec->is_gpu() ? kGpuBlockOverhead : kCpuBlockOverhead;
     b.compute_seconds += overhead;
     charge("dispatch", 0, overhead);
   }
-  if (!compute_known && std::any_of(reads.begin(), reads.end(), [](const Read& r) { return r.exec.is_cpu(); }))
+  if (compute_unknown)
     out.assumptions.push_back("the CPU's compute rate is unknown: its blocks are taken to be bound by memory");
 
   out.missing.assign(missing.begin(), missing.end());

@@ -35,7 +35,7 @@ struct SpeedInputs {
 // Where the time of one decode step goes, per resource.
 struct SpeedPart {
   std::string resource;  // "GPU 0 memory", "CPU RAM", "CPU compute", "PCIe", "disk", "dispatch"
-  double bytes = 0;      // read per token (flops for "CPU compute", 0 for "dispatch")
+  double bytes = 0;      // read per token (0 for "CPU compute" and "dispatch")
   double seconds = 0;    // if nothing overlapped
 };
 

@@ -1,12 +1,11 @@
 #include "run/model.hpp"
 
 #include <chrono>
-#include <mutex>
-#include <thread>
 
 #include "plan/checkpoint.hpp"
 #include "plan/device_map.hpp"
 #include "plan/machine.hpp"
+#include "run/cpu_rate.hpp"
 #include "run/kv_cache.hpp"
 #include "run/load_plan.hpp"
 #include "run/loader.hpp"
@@ -14,18 +13,6 @@
 #include "run/transformer.hpp"
 
 namespace devicemap {
-namespace {
-
-// LibTorch's default may be lower than the cores this machine has; set it once per process.
-void use_all_cores() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    const unsigned cores = std::thread::hardware_concurrency();
-    if (cores > 0) at::set_num_threads(static_cast<int>(cores));
-  });
-}
-
-}  // namespace
 
 struct Model::Impl {
   ModelConfig config;

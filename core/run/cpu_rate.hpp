@@ -1,0 +1,15 @@
+#pragma once
+// The CPU as LibTorch uses it: every core, and the rate at which it runs a decode step's matrix-vector
+// products. Torch-free, for the CLI.
+#include "plan/dtype.hpp"
+
+namespace devicemap {
+
+// LibTorch starts with fewer threads than cores; sets them to the core count, once per process.
+void use_all_cores();
+
+// GFLOP/s of one-row dense layers (the runner's own path) in `dtype` (float32 or bfloat16) on a weight
+// larger than the caches: what a CPU-run decoder layer gets, memory and kernels included.
+double measure_matvec_gflops(DType dtype);
+
+}  // namespace devicemap
