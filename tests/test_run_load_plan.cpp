@@ -120,6 +120,10 @@ class TestRunLoadPlan : public QObject {
     const auto r = generate(model, std::vector<std::int64_t>{1}, o);
     QCOMPARE(r.stop, StopReason::MaxNewTokens);
     QCOMPARE(model.kv_cache_held_bytes(), model.kv_cache_bytes(101));
+    // A longer generation replaces the buffers with ones of its whole length at its first token.
+    o.max_new_tokens = 150;
+    generate(model, std::vector<std::int64_t>{1}, o);
+    QCOMPARE(model.kv_cache_held_bytes(), model.kv_cache_bytes(151));
   }
 
   void tiedHeadNeedsNoKeyButOthersDo() {

@@ -38,10 +38,14 @@ class KvCache {
   std::pair<at::Tensor, at::Tensor> append(std::int64_t index, const at::Tensor& k, const at::Tensor& v) {
     Block& b = blocks_.at(static_cast<std::size_t>(index));
     const std::int64_t used = length_, added = k.size(1), needed = used + added;
-    if (!b.k.defined() || needed > b.k.size(1) || b.k.device() != k.device() || b.k.scalar_type() != k.scalar_type()) {
+    // A buffer smaller than the reservation is replaced at once, not grown while the tokens run.
+    if (!b.k.defined() || needed > b.k.size(1) || b.k.size(1) < reserved_ || b.k.device() != k.device() ||
+        b.k.scalar_type() != k.scalar_type()) {
+      // Beyond the reservation (forward() calls outside a generation) buffers double as they fill.
+      const std::int64_t current = b.k.defined() ? b.k.size(1) : 0;
+      const std::int64_t grown = needed > std::max(reserved_, current) ? 2 * current : 0;
       const std::int64_t capacity =
-          std::min(std::max({needed, std::int64_t{64}, reserved_, b.k.defined() ? 2 * b.k.size(1) : 0}),
-                   std::max(needed, max_tokens_));
+          std::min(std::max({needed, std::int64_t{64}, reserved_, grown}), std::max(needed, max_tokens_));
       at::Tensor nk = at::empty({k.size(0), capacity, k.size(2)}, k.options());
       at::Tensor nv = at::empty({v.size(0), capacity, v.size(2)}, v.options());
       if (used > 0) {
