@@ -136,6 +136,21 @@ class SpeedModel : public QObject {
     QCOMPARE(part(p, "GPU 0 memory").bytes, expected);  // wte counted once, by the head; wpe a row
   }
 
+  void a_profile_with_a_bad_figure_is_refused_by_name() {
+    const auto error = [](const char* json) {
+      return testkit::error_of([&] { machine_from_profile(nlohmann::json::parse(json), "p.json"); });
+    };
+    auto e = error(R"({"cpu": {"memory": "8GiB", "gflops": "fast"}})");
+    QVERIFY2(testkit::contains(e, "p.json: cpu") && testkit::contains(e, "\"gflops\" = \"fast\""), e.c_str());
+    e = error(R"({"cpu": {"memory": "8GiB"}, "gpus": [{"memory": "1GiB", "bandwidth_gbs": -5}]})");
+    QVERIFY2(testkit::contains(e, "gpus[0]") && testkit::contains(e, "bandwidth_gbs"), e.c_str());
+    e = error(R"({"cpu": {"memory": "8GiB"}, "pcie_gbs": [25]})");
+    QVERIFY2(testkit::contains(e, "pcie_gbs"), e.c_str());
+    e = error(R"({"name": 7, "cpu": {"memory": "8GiB"}})");
+    QVERIFY2(testkit::contains(e, "name"), e.c_str());
+    QVERIFY(error(R"({"cpu": {"memory": "8GiB", "gflops": 0}})").empty());  // 0 is "unknown"
+  }
+
   void a_missing_figure_leaves_the_prediction_unknown() {
     const Skeleton s = open_model("catalog:llama-3.1-8b").skeleton;
     const auto p = predict_decode_speed(s, split_at(30, Device::gpu(0), Device::cpu()), machine("256GiB", 0));

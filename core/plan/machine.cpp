@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -98,6 +99,22 @@ std::uint64_t size_field(const nlohmann::json& j, const char* key, std::string_v
   throw Error(std::string(source) + ": \"" + key + "\" = " + v.dump() + " is not a size");
 }
 
+// An optional rate (GB/s, GFLOP/s): a number of at least 0; absent means unknown (0).
+double rate_field(const nlohmann::json& j, const char* key, const std::string& where) {
+  if (!j.contains(key)) return 0;
+  const auto& v = j[key];
+  if (!v.is_number() || v.get<double>() < 0 || !std::isfinite(v.get<double>()))
+    throw Error(where + ": \"" + key + "\" = " + v.dump() + " is not a rate (a number, 0 or more)");
+  return v.get<double>();
+}
+
+// An optional name: a string.
+std::string name_field(const nlohmann::json& j, const char* fallback, const std::string& where) {
+  if (!j.contains("name")) return fallback;
+  if (!j["name"].is_string()) throw Error(where + ": \"name\" = " + j["name"].dump() + " is not a string");
+  return j["name"].get<std::string>();
+}
+
 }  // namespace
 
 const DeviceInfo* Machine::find(Device d) const {
@@ -135,8 +152,8 @@ Machine machine_from_profile(const nlohmann::json& j, std::string_view source) {
   if (!j.is_object()) throw Error(src + ": a hardware profile must be a JSON object");
   Machine m;
   m.simulated = true;
-  m.name = j.value("name", src);
-  m.pcie_gbs = j.value("pcie_gbs", 0.0);
+  m.name = name_field(j, src.c_str(), src);
+  m.pcie_gbs = rate_field(j, "pcie_gbs", src);
   int index = 0;
   if (j.contains("gpus")) {
     if (!j["gpus"].is_array()) throw Error(src + ": \"gpus\" must be an array");
@@ -144,17 +161,19 @@ Machine machine_from_profile(const nlohmann::json& j, std::string_view source) {
       const std::string where = src + ": gpus[" + std::to_string(index) + "]";
       if (!g.is_object()) throw Error(where + " must be an object {name, memory}");
       const auto bytes = size_field(g, "memory", where);
-      m.devices.push_back({Device::gpu(index++), g.value("name", "GPU"), bytes, bytes, g.value("bandwidth_gbs", 0.0), true});
+      m.devices.push_back({Device::gpu(index++), name_field(g, "GPU", where), bytes, bytes, rate_field(g, "bandwidth_gbs", where), true});
     }
   }
   if (!j.contains("cpu") || !j["cpu"].is_object()) throw Error(src + ": \"cpu\" {\"memory\": …} is missing");
   const auto ram = size_field(j["cpu"], "memory", src + ": cpu");
-  m.cpu_gflops = j["cpu"].value("gflops", 0.0);
-  m.cpu_gflops_bf16 = j["cpu"].value("gflops_bf16", 0.0);
-  m.devices.push_back({Device::cpu(), j["cpu"].value("name", "CPU RAM"), ram, ram, j["cpu"].value("bandwidth_gbs", 0.0), true});
+  m.cpu_gflops = rate_field(j["cpu"], "gflops", src + ": cpu");
+  m.cpu_gflops_bf16 = rate_field(j["cpu"], "gflops_bf16", src + ": cpu");
+  m.devices.push_back({Device::cpu(), name_field(j["cpu"], "CPU RAM", src + ": cpu"), ram, ram,
+                       rate_field(j["cpu"], "bandwidth_gbs", src + ": cpu"), true});
   if (j.contains("disk") && j["disk"].is_object()) {
     const auto free = size_field(j["disk"], "free", src + ": disk");
-    m.devices.push_back({Device::disk(), j["disk"].value("name", "disk"), free, free, j["disk"].value("bandwidth_gbs", 0.0), true});
+    m.devices.push_back({Device::disk(), name_field(j["disk"], "disk", src + ": disk"), free, free,
+                         rate_field(j["disk"], "bandwidth_gbs", src + ": disk"), true});
   }
   return m;
 }
