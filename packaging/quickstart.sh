@@ -42,6 +42,9 @@ case "$what" in
     "$build/app/devicemap" plan "$here/resources/demo" --profile 1x24gb
     echo
     "$build/app/devicemap" plan catalog:llama-3.1-70b --profile 2x24gb
+    echo
+    # And the demo model itself, run on this machine.
+    "$build/app/devicemap" run "$here/resources/demo" --prompt "Once upon a time" --max-new-tokens 60 --stats
     ;;
   test)
     install_packages
