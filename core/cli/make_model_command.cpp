@@ -46,11 +46,7 @@ int make_model_command(Invocation& inv) {
     if (!entry) throw Error("--catalog: no bundled model '" + *name + "'");
     config = entry->config;
   } else if (auto file = args.get("config")) {
-    try {
-      config = nlohmann::json::parse(read_text_file(*file));
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(*file + ": not valid JSON (" + e.what() + ")");
-    }
+    config = read_json_file(*file);
   } else {
     throw Error("make-model needs --catalog NAME or --config FILE");
   }

@@ -6,6 +6,8 @@
 #include <ostream>
 #include <string_view>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace devicemap {
 
 // Writes `content` to `path` atomically. Throws devicemap::Error naming the path on failure.
@@ -17,5 +19,7 @@ void write_file_atomically(const std::filesystem::path& path, const std::functio
 
 // Reads a whole (small) file; throws devicemap::Error naming it when it cannot.
 std::string read_text_file(const std::filesystem::path& path);
+// Reads and parses a JSON file; throws devicemap::Error naming it when it cannot or it is not JSON.
+nlohmann::json read_json_file(const std::filesystem::path& path);
 
 }  // namespace devicemap

@@ -113,14 +113,7 @@ DeviceMap DeviceMap::from_json(const nlohmann::json& j, std::string_view source)
 }
 
 DeviceMap DeviceMap::load(const std::filesystem::path& path) {
-  const std::string text = read_text_file(path);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw Error(path.string() + ": not valid JSON (" + e.what() + ")");
-  }
-  return from_json(j, path.string());
+  return from_json(read_json_file(path), path.string());
 }
 
 void DeviceMap::save(const std::filesystem::path& path) const { write_file_atomically(path, to_json().dump(2) + "\n"); }

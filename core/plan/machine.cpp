@@ -179,13 +179,7 @@ Machine machine_from_profile(const nlohmann::json& j, std::string_view source) {
 }
 
 Machine load_profile(const fs::path& path) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_text_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(path.string() + ": not valid JSON (" + e.what() + ")");
-  }
-  return machine_from_profile(j, path.string());
+  return machine_from_profile(read_json_file(path), path.string());
 }
 
 nlohmann::json profile_to_json(const Machine& m) {

@@ -17,12 +17,7 @@ std::vector<CatalogEntry> catalog() {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     if (e.path().extension() != ".json") continue;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(read_text_file(e.path()));
-    } catch (const nlohmann::json::exception& ex) {
-      throw Error(e.path().string() + ": not valid JSON (" + ex.what() + ")");
-    }
+    const nlohmann::json j = read_json_file(e.path());
     if (!j.contains("config") || !j["config"].is_object())
       throw Error(e.path().string() + ": a catalog entry needs a \"config\" object");
     out.push_back({e.path().stem().string(), j.value("title", e.path().stem().string()), j.value("source", ""), j["config"]});
@@ -52,12 +47,7 @@ ModelSource open_model(std::string_view what) {
   const fs::path path{std::string(what)};
   if (!fs::exists(path)) throw Error(path.string() + ": no such file or folder");
   if (fs::is_regular_file(path) && path.extension() == ".json") {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(read_text_file(path));
-    } catch (const nlohmann::json::exception& ex) {
-      throw Error(path.string() + ": not valid JSON (" + ex.what() + ")");
-    }
+    const nlohmann::json j = read_json_file(path);
     if (j.is_object() && j.contains("params")) return {Skeleton::from_json(j, path.string()), "skeleton " + path.string(), {}};
     if (j.is_object() && j.contains("model_type")) return {skeleton_from_config(j), "config " + path.string(), {}};
     throw Error(path.string() + ": neither a skeleton (no \"params\") nor a config.json (no \"model_type\")");

@@ -36,12 +36,7 @@ OffloadFolder::OffloadFolder(std::filesystem::path dir) : dir_(std::move(dir)) {
     throw Error(dir_.string() + ": cannot create the offload folder" + (ec ? " (" + ec.message() + ")" : ""));
   const auto index = dir_ / "index.json";
   if (!std::filesystem::exists(index)) return;
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_text_file(index));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(index.string() + ": not valid JSON (" + e.what() + ")");
-  }
+  const nlohmann::json j = read_json_file(index);
   if (!j.is_object()) throw Error(index.string() + ": expected a JSON object of tensors");
   for (const auto& [name, info] : j.items()) {
     const std::string where = index.string() + ": tensor '" + name + "'";
