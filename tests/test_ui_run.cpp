@@ -23,6 +23,17 @@ namespace {
 
 Machine profile(const char* json) { return machine_from_profile(nlohmann::json::parse(json), "test profile"); }
 
+// Keeps `thread` (the panel's worker) busy until `release` is released, so that work queued behind it waits
+// and a Cancel or Stop pressed meanwhile lands before it starts, whatever the timing.
+void holdWorker(QThread* thread, QSemaphore& release) {
+  auto* blocker = new QObject;
+  blocker->moveToThread(thread);
+  QMetaObject::invokeMethod(blocker, [&release, blocker] {
+    release.acquire();
+    blocker->deleteLater();
+  });
+}
+
 }  // namespace
 
 class TestUiRun : public QObject {
@@ -82,12 +93,7 @@ class TestUiRun : public QObject {
 
     // Hold the worker thread so that Cancel lands while the load is queued, whatever the timing.
     QSemaphore release;
-    auto* blocker = new QObject;
-    blocker->moveToThread(worker_thread);
-    QMetaObject::invokeMethod(blocker, [&release, blocker] {
-      release.acquire();
-      blocker->deleteLater();
-    });
+    holdWorker(worker_thread, release);
     load->click();
     QVERIFY(cancel->isEnabled());
     QVERIFY(!load->isEnabled());
@@ -124,12 +130,7 @@ class TestUiRun : public QObject {
 
     // Stop pressed before the worker starts: the generation ends at its first block, with the prompt only.
     QSemaphore release;
-    auto* blocker = new QObject;
-    blocker->moveToThread(panel.findChild<QThread*>());
-    QMetaObject::invokeMethod(blocker, [&release, blocker] {
-      release.acquire();
-      blocker->deleteLater();
-    });
+    holdWorker(panel.findChild<QThread*>(), release);
     generate->click();
     QVERIFY(stop->isEnabled());
     stop->click();
