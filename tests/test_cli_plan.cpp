@@ -3,6 +3,7 @@
 
 #include <fstream>
 
+#include "cli/progress_bar.hpp"
 #include "plan/device_map.hpp"
 #include "plan/machine.hpp"
 #include "plan/model_source.hpp"
@@ -98,6 +99,25 @@ class CliPlan : public QObject {
     }
     QCOMPARE(lines, 6);
   }
+  void progress_line_shows_fraction_bytes_speed_and_tensor() {
+    LoadProgress p;
+    p.bytes_done = 1ull << 30;
+    p.bytes_total = 4ull << 30;
+    p.tensors_done = 10;
+    p.tensors_total = 40;
+    p.tensor = "model.layers.3.mlp.up_proj.weight";
+    const std::string line = cli::progress_line(p, 2.0, 200);
+    DM_COMPARE_STR(line, std::string("loading [######------------------]  25%  1.00 GiB / 4.00 GiB  0.537 GB/s  "
+                                     "model.layers.3.mlp.up_proj.weight"));
+    // Narrow terminals keep the end of the tensor name.
+    DM_COMPARE_STR(cli::progress_line(p, 2.0, 90),
+                   std::string("loading [######------------------]  25%  1.00 GiB / 4.00 GiB  0.537 GB/s  ...p_proj.weight"));
+    // Done is full; no division by zero before anything is known.
+    p.bytes_done = p.bytes_total;
+    QVERIFY(cli::progress_line(p, 1.0).find("[########################] 100%") != std::string::npos);
+    QVERIFY(cli::progress_line(LoadProgress{}, 0).find("  0%") != std::string::npos);
+  }
+
   void devices_lists_a_profile() {
     const auto r = testkit::run_cli({"devices", "--profile", "8x80gb", "--format", "json"});
     QCOMPARE(r.code, 0);

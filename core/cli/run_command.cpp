@@ -1,12 +1,16 @@
 // devicemap run MODEL_DIR [--device-map FILE | planning flags] [--prompt TEXT | --prompt-ids IDS] [generation flags]
 #ifdef DEVICEMAP_HAVE_RUN_COMMANDS  // built with the running layer only
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <iterator>
+#include <optional>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -14,6 +18,7 @@
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
 #include "cli/plan_flags.hpp"
+#include "cli/progress_bar.hpp"
 #include "plan/checkpoint.hpp"
 #include "plan/device_map.hpp"
 #include "plan/error.hpp"
@@ -165,15 +170,43 @@ int run_command(Invocation& inv) {
     if (prompt.empty()) throw Error("the prompt is empty and the tokenizer adds no BOS; give some text");
   }
 
-  Model model = Model::load(checkpoint, map, load);
+  // Ctrl-C cancels loading (nothing is left half-written) and stops generation between blocks.
+  g_interrupted.store(false);
+  const auto previous = std::signal(SIGINT, on_interrupt);
+  struct RestoreSignal {
+    void (*handler)(int);
+    ~RestoreSignal() { std::signal(SIGINT, handler); }
+  } restore{previous};
+  // A progress line on standard error when it is a terminal.
+  const bool terminal = &inv.err == &std::cerr && ::isatty(STDERR_FILENO);
+  const auto load_start = std::chrono::steady_clock::now();
+  auto last_drawn = load_start - std::chrono::seconds(1);
+  bool drawn = false;
+  load.on_progress = [&](const LoadProgress& p) {
+    const auto now = std::chrono::steady_clock::now();
+    if (terminal && now - last_drawn >= std::chrono::milliseconds(100)) {
+      inv.err << "\r" << progress_line(p, std::chrono::duration<double>(now - load_start).count()) << "\033[K" << std::flush;
+      last_drawn = now;
+      drawn = true;
+    }
+    return !g_interrupted.load();
+  };
+  std::optional<Model> loaded;
+  try {
+    loaded.emplace(Model::load(checkpoint, map, load));
+  } catch (const LoadCancelled&) {
+    if (drawn) inv.err << "\r\033[K";
+    inv.err << "devicemap run: loading was cancelled\n";
+    return 130;
+  }
+  if (drawn) inv.err << "\r\033[K" << std::flush;
+  Model& model = *loaded;
   if (stats) print_load(inv.err, model.load_report());
   GenerationOptions gen = generation_options(args, model.generation_defaults());
   if (gen.eos_token_ids.empty() && tokenizer)
     for (const int id : tokenizer->eos_ids()) gen.eos_token_ids.push_back(id);
 
-  // Ctrl-C stops generation between blocks; what was generated is still printed.
-  g_interrupted.store(false);
-  const auto previous = std::signal(SIGINT, on_interrupt);
+  // What was generated before a Ctrl-C is still printed.
   model.set_cancel_flag(&g_interrupted);
 
   const bool json = format == "json";
@@ -202,14 +235,7 @@ int run_command(Invocation& inv) {
     first = false;
     return !g_interrupted.load();
   };
-  GenerationResult result;
-  try {
-    result = generate(model, prompt, gen, on_token);
-  } catch (...) {
-    std::signal(SIGINT, previous);
-    throw;
-  }
-  std::signal(SIGINT, previous);
+  const GenerationResult result = generate(model, prompt, gen, on_token);
   if (decoder) {
     const std::string rest = decoder->flush();
     text += rest;
