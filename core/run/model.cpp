@@ -133,7 +133,11 @@ std::map<std::string, std::uint64_t> Model::kv_cache_held_bytes() const { return
 
 void Model::reserve_cache(std::int64_t tokens) {
   if (impl_->check_memory) {
+    // RAM only: a GPU's free memory as NVML reports it leaves out what LibTorch's caching allocator holds
+    // for reuse, so checking it would refuse generations that fit. The whole reservation is allocated at
+    // the first token, so a GPU that is too small fails there, not half-way.
     auto needed = kv_cache_bytes(tokens);
+    std::erase_if(needed, [](const auto& entry) { return entry.first != "cpu"; });
     for (const auto& [device, held] : impl_->cache->held_bytes())  // buffers kept from an earlier sequence
       if (auto it = needed.find(device); it != needed.end()) it->second -= std::min(it->second, held);
     check_kv_memory(needed, std::min(tokens, impl_->config.max_position_embeddings), detect_machine());

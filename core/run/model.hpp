@@ -77,8 +77,8 @@ class Model {
   // "cuda:0").
   std::map<std::string, std::uint64_t> kv_cache_bytes(std::int64_t tokens) const;
   // Sizes the cache for `tokens` tokens so that running them never grows it, after checking (unless the
-  // model was loaded with check_memory off) that every device has that much free beyond what the cache
-  // holds already. Throws devicemap::Error naming the device, the bytes needed and the bytes free.
+  // model was loaded with check_memory off) that the RAM has that much free beyond what the cache holds
+  // already. Throws devicemap::Error naming the device, the bytes needed and the bytes free.
   void reserve_cache(std::int64_t tokens);
   // Bytes of KV cache allocated now, by device.
   std::map<std::string, std::uint64_t> kv_cache_held_bytes() const;
