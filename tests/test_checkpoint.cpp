@@ -13,12 +13,11 @@
 using namespace devicemap;
 using testkit::contains;
 using testkit::error_of;
+using testkit::write_text;
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-
-void write_text(const fs::path& p, const std::string& text) { std::ofstream(p, std::ios::binary) << text; }
 
 // Tensors named `names`, each F32 [n] whose floats are i + k/100 for the tensor's place i.
 void write_model(const fs::path& p, const std::vector<std::string>& names, std::int64_t n = 3) {
@@ -55,15 +54,6 @@ void write_sharded(const fs::path& dir, const json& index) {
 }
 
 }  // namespace
-
-#define DM_EXPECT_ERROR(call, ...)                                                                  \
-  do {                                                                                              \
-    const std::string dm_msg = error_of([&] { call; });                                             \
-    QVERIFY2(!dm_msg.empty(), "expected a devicemap::Error");                                       \
-    for (const std::string& dm_needle : std::initializer_list<std::string>{__VA_ARGS__})                                       \
-      QVERIFY2(contains(dm_msg, dm_needle), qPrintable(QString::fromStdString("'" + dm_needle +     \
-                                                                              "' not in: " + dm_msg))); \
-  } while (0)
 
 class TestCheckpoint : public QObject {
   Q_OBJECT

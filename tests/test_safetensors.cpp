@@ -56,15 +56,6 @@ std::vector<TensorToWrite> to_write(const std::vector<Sample>& samples) {
 
 }  // namespace
 
-#define DM_EXPECT_ERROR(call, ...)                                                                  \
-  do {                                                                                              \
-    const std::string dm_msg = error_of([&] { call; });                                             \
-    QVERIFY2(!dm_msg.empty(), "expected a devicemap::Error");                                       \
-    for (const std::string& dm_needle : std::initializer_list<std::string>{__VA_ARGS__})                                       \
-      QVERIFY2(contains(dm_msg, dm_needle), qPrintable(QString::fromStdString("'" + dm_needle +     \
-                                                                              "' not in: " + dm_msg))); \
-  } while (0)
-
 class TestSafetensors : public QObject {
   Q_OBJECT
 

@@ -13,19 +13,9 @@ using namespace devicemap;
 
 namespace {
 
-// Two small simulated GPUs, so that the demo (about 1 MiB) spreads over every device.
-Machine small_machine() {
-  return machine_from_profile(nlohmann::json::parse(R"({
-      "name": "two small GPUs",
-      "gpus": [{"name": "A", "memory": "400KiB"}, {"name": "B", "memory": "400KiB"}],
-      "cpu": {"memory": "300KiB"},
-      "disk": {"free": "1GiB"}})"),
-                              "test profile");
-}
-
 Session demo_session() {
   Session s;
-  s.set_machine(small_machine());
+  s.set_machine(testkit::two_small_gpus());
   s.open_model(testkit::demo_dir().string());
   return s;
 }
@@ -34,10 +24,6 @@ std::vector<std::string> unit_names(const Session& s) {
   std::vector<std::string> out;
   for (const auto& u : s.units()) out.push_back(u.name);
   return out;
-}
-
-void write(const std::filesystem::path& p, const std::string& text) {
-  std::ofstream(p) << text;
 }
 
 }  // namespace
@@ -174,7 +160,7 @@ class TestSession : public QObject {
   void importValidHandWrittenMap() {
     Session s = demo_session();
     testkit::TempDir dir;
-    write(dir / "map.json", R"({"model.embed_tokens": 0, "model.layers.0": 0, "model.layers.1": 1, "model.layers.2": "cpu",
+    testkit::write_text(dir / "map.json", R"({"model.embed_tokens": 0, "model.layers.0": 0, "model.layers.1": 1, "model.layers.2": "cpu",
                                 "model.layers.3": "disk", "model.layers.4": "cuda:1", "model.norm": 1, "lm_head": 0})");
     const DeviceMap map = DeviceMap::load(dir / "map.json");
     QVERIFY2(s.check_import(map).ok(), s.check_import(map).message().c_str());
@@ -266,7 +252,7 @@ class TestSession : public QObject {
   void planFileErrorsNameTheKey() {
     testkit::TempDir dir;
     auto expect = [&](const std::string& text, const std::string& needle) {
-      write(dir / "bad.plan.json", text);
+      testkit::write_text(dir / "bad.plan.json", text);
       try {
         PlanFile::load(dir / "bad.plan.json");
         QFAIL(("accepted: " + text).c_str());
@@ -288,7 +274,7 @@ class TestSession : public QObject {
     PlanFile f = s.plan_file();
     f.options.pins.push_back({"model.layers.99", Device::cpu()});
     const std::string before = s.plan_file().to_json().dump();
-    QVERIFY_THROWS_EXCEPTION(Error, s.apply(f, small_machine()));
+    QVERIFY_THROWS_EXCEPTION(Error, s.apply(f, testkit::two_small_gpus()));
     QCOMPARE(s.plan_file().to_json().dump(), before);
   }
 };

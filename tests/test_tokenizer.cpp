@@ -17,12 +17,11 @@
 using namespace devicemap;
 using testkit::contains;
 using testkit::error_of;
+using testkit::write_text;
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-
-void write_text(const fs::path& p, const std::string& text) { std::ofstream(p, std::ios::binary) << text; }
 
 constexpr std::string_view kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 constexpr std::string_view kLlama3Pattern =

@@ -21,15 +21,6 @@ using namespace devicemap::ui;
 
 namespace {
 
-Machine small_machine() {
-  return machine_from_profile(nlohmann::json::parse(R"({
-      "name": "two small GPUs",
-      "gpus": [{"name": "A", "memory": "400KiB"}, {"name": "B", "memory": "400KiB"}],
-      "cpu": {"memory": "300KiB"},
-      "disk": {"free": "1GiB"}})"),
-                              "test profile");
-}
-
 QString write(const testkit::TempDir& dir, const std::string& name, const std::string& text) {
   std::ofstream(dir / name) << text;
   return QString::fromStdString((dir / name).string());
@@ -55,7 +46,7 @@ class TestUiExchange : public QObject {
 
   void init() {
     controller_ = new SessionController;
-    controller_->setMachine(small_machine(), QStringLiteral("test machine"));
+    controller_->setMachine(testkit::two_small_gpus(), QStringLiteral("test machine"));
     controller_->openModelNow(testkit::demo_dir().string());
     window_ = new MainWindow(controller_);
   }

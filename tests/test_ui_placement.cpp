@@ -26,15 +26,6 @@ using namespace devicemap::ui;
 
 namespace {
 
-Machine small_machine() {
-  return machine_from_profile(nlohmann::json::parse(R"({
-      "name": "two small GPUs",
-      "gpus": [{"name": "A", "memory": "400KiB"}, {"name": "B", "memory": "400KiB"}],
-      "cpu": {"memory": "300KiB"},
-      "disk": {"free": "1GiB"}})"),
-                              "test profile");
-}
-
 int unitIndex(const Session& s, const std::string& name) {
   for (std::size_t i = 0; i < s.units().size(); ++i)
     if (s.units()[i].name == name) return static_cast<int>(i);
@@ -68,7 +59,7 @@ class TestUiPlacement : public QObject {
 
   void init() {
     controller_ = new SessionController;
-    controller_->setMachine(small_machine(), QStringLiteral("test machine"));
+    controller_->setMachine(testkit::two_small_gpus(), QStringLiteral("test machine"));
     controller_->openModelNow(testkit::demo_dir().string());
     window_ = new MainWindow(controller_);
     // Qt's own checks of the table model's signals and indexes, through every test.

@@ -24,6 +24,17 @@ std::string error_of(const std::function<void()>& f) {
 
 bool contains(const std::string& haystack, const std::string& needle) { return haystack.find(needle) != std::string::npos; }
 
+void write_text(const fs::path& p, const std::string& text) { std::ofstream(p, std::ios::binary) << text; }
+
+devicemap::Machine two_small_gpus() {
+  return devicemap::machine_from_profile(nlohmann::json::parse(R"({
+      "name": "two small GPUs",
+      "gpus": [{"name": "A", "memory": "400KiB"}, {"name": "B", "memory": "400KiB"}],
+      "cpu": {"memory": "300KiB"},
+      "disk": {"free": "1GiB"}})"),
+                                         "test profile");
+}
+
 nlohmann::json read_json(const fs::path& p) {
   std::ifstream in(p);
   if (!in) throw std::runtime_error("cannot read " + p.string());

@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "plan/machine.hpp"
+
 namespace testkit {
 
 std::filesystem::path data_dir();       // tests/data
@@ -43,7 +45,24 @@ CommandResult run_cli(const std::vector<std::string>& args, const std::string& s
 std::string error_of(const std::function<void()>& f);
 bool contains(const std::string& haystack, const std::string& needle);
 
+// Writes `text` to `p` as it is (binary).
+void write_text(const std::filesystem::path& p, const std::string& text);
+
+// Two simulated GPUs of 400 KiB, 300 KiB of RAM and a disk: the demo model (about 1 MiB) spreads over
+// every device.
+devicemap::Machine two_small_gpus();
+
 }  // namespace testkit
+
+// Expects `call` to throw a devicemap::Error whose message contains every one of the given strings.
+#define DM_EXPECT_ERROR(call, ...)                                                                          \
+  do {                                                                                                      \
+    const std::string dm_msg = testkit::error_of([&] { call; });                                            \
+    QVERIFY2(!dm_msg.empty(), "expected a devicemap::Error");                                               \
+    for (const std::string& dm_needle : std::initializer_list<std::string>{__VA_ARGS__})                    \
+      QVERIFY2(testkit::contains(dm_msg, dm_needle),                                                        \
+               qPrintable(QString::fromStdString("'" + dm_needle + "' not in: " + dm_msg)));               \
+  } while (0)
 
 // QCOMPARE for std::string with a readable failure.
 #define DM_COMPARE_STR(a, b) QCOMPARE(QString::fromStdString(a), QString::fromStdString(b))
