@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "plan/checkpoint.hpp"
-#include "plan/error.hpp"
+#include "error.hpp"
+#include "format/checkpoint.hpp"
 #include "testkit.hpp"
 
 using namespace devicemap;

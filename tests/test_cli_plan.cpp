@@ -4,9 +4,10 @@
 #include <fstream>
 
 #include "cli/progress_bar.hpp"
+#include "format/resources.hpp"
+#include "model/model_source.hpp"
 #include "plan/device_map.hpp"
 #include "plan/machine.hpp"
-#include "plan/model_source.hpp"
 #include "plan/planner.hpp"
 #include "plan/speed_model.hpp"
 

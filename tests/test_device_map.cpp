@@ -2,11 +2,11 @@
 
 #include <fstream>
 
-#include "plan/atomic_file.hpp"
-#include "plan/checkpoint.hpp"
+#include "error.hpp"
+#include "format/atomic_file.hpp"
+#include "format/checkpoint.hpp"
+#include "model/model_source.hpp"
 #include "plan/device_map.hpp"
-#include "plan/error.hpp"
-#include "plan/model_source.hpp"
 
 using namespace devicemap;
 

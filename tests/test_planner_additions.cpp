@@ -2,9 +2,9 @@
 // suite covers that), and when on they behave as documented.
 #include "testkit.hpp"
 
-#include "plan/error.hpp"
-#include "plan/model_source.hpp"
-#include "plan/module_sizes.hpp"
+#include "error.hpp"
+#include "model/model_source.hpp"
+#include "model/module_sizes.hpp"
 #include "plan/planner.hpp"
 
 using namespace devicemap;

@@ -3,9 +3,9 @@
 // Accelerate answered with an error errors too.
 #include "testkit.hpp"
 
-#include "plan/error.hpp"
+#include "error.hpp"
+#include "model/skeleton.hpp"
 #include "plan/planner.hpp"
-#include "plan/skeleton.hpp"
 
 using namespace devicemap;
 

@@ -10,10 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "error.hpp"
+#include "format/bin_archive.hpp"
+#include "format/safetensors.hpp"
 #include "plan/device_map.hpp"
-#include "plan/error.hpp"
-#include "plan/safetensors.hpp"
-#include "run/bin_archive.hpp"
 #include "run/model.hpp"
 #include "testkit.hpp"
 

@@ -4,7 +4,7 @@
 #include <numbers>
 #include <string>
 
-#include "plan/error.hpp"
+#include "error.hpp"
 #include "run/generation_options.hpp"
 #include "run/model_config.hpp"
 #include "run/rope.hpp"

@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "plan/checkpoint.hpp"
+#include "error.hpp"
+#include "format/checkpoint.hpp"
+#include "format/safetensors.hpp"
 #include "plan/device_map.hpp"
-#include "plan/error.hpp"
-#include "plan/safetensors.hpp"
 #include "run/generator.hpp"
 #include "run/model.hpp"
 #include "testkit.hpp"

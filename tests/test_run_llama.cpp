@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "error.hpp"
+#include "format/safetensors.hpp"
 #include "plan/device_map.hpp"
-#include "plan/error.hpp"
-#include "plan/safetensors.hpp"
 #include "run/model.hpp"
 #include "run/rope.hpp"
 #include "testkit.hpp"

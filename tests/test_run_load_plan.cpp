@@ -4,9 +4,9 @@
 #include <map>
 #include <string>
 
-#include "plan/checkpoint.hpp"
+#include "error.hpp"
+#include "format/checkpoint.hpp"
 #include "plan/device_map.hpp"
-#include "plan/error.hpp"
 #include "plan/machine.hpp"
 #include "run/generator.hpp"
 #include "run/load_plan.hpp"

@@ -4,8 +4,8 @@
 #include <string>
 #include <vector>
 
-#include "plan/error.hpp"
-#include "plan/mapped_file.hpp"
+#include "error.hpp"
+#include "format/mapped_file.hpp"
 #include "run/offload_folder.hpp"
 #include "testkit.hpp"
 

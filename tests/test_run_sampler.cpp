@@ -3,7 +3,7 @@
 #include <map>
 #include <vector>
 
-#include "plan/error.hpp"
+#include "error.hpp"
 #include "run/sampler.hpp"
 #include "testkit.hpp"
 

@@ -5,9 +5,9 @@
 #include <string>
 #include <vector>
 
-#include "plan/error.hpp"
-#include "plan/mapped_file.hpp"
-#include "plan/safetensors.hpp"
+#include "error.hpp"
+#include "format/mapped_file.hpp"
+#include "format/safetensors.hpp"
 #include "testkit.hpp"
 
 using namespace devicemap;

@@ -4,9 +4,9 @@
 
 #include <fstream>
 
-#include "plan/error.hpp"
-#include "plan/session.hpp"
-#include "plan/skeleton.hpp"
+#include "error.hpp"
+#include "model/skeleton.hpp"
+#include "session/session.hpp"
 #include "testkit.hpp"
 
 using namespace devicemap;

@@ -2,12 +2,12 @@
 // against the conformance cases' skeletons, which were taken from real models.
 #include "testkit.hpp"
 
-#include "plan/atomic_file.hpp"
-#include "plan/checkpoint.hpp"
-#include "plan/error.hpp"
-#include "plan/model_source.hpp"
-#include "plan/module_sizes.hpp"
-#include "plan/safetensors.hpp"
+#include "error.hpp"
+#include "format/atomic_file.hpp"
+#include "format/checkpoint.hpp"
+#include "format/safetensors.hpp"
+#include "model/model_source.hpp"
+#include "model/module_sizes.hpp"
 
 using namespace devicemap;
 

@@ -2,11 +2,11 @@
 // offloaded weights, the page cache rule, prefetch overlap, and unknown figures left unknown.
 #include "testkit.hpp"
 
+#include "model/model_source.hpp"
+#include "model/module_sizes.hpp"
+#include "model/skeleton.hpp"
 #include "plan/device_map.hpp"
 #include "plan/machine.hpp"
-#include "plan/model_source.hpp"
-#include "plan/module_sizes.hpp"
-#include "plan/skeleton.hpp"
 #include "plan/speed_model.hpp"
 
 using namespace devicemap;

@@ -8,11 +8,11 @@
 #include <string>
 #include <vector>
 
-#include "plan/error.hpp"
-#include "plan/split_regex.hpp"
-#include "plan/tokenizer.hpp"
-#include "plan/unicode.hpp"
+#include "error.hpp"
 #include "testkit.hpp"
+#include "text/split_regex.hpp"
+#include "text/tokenizer.hpp"
+#include "text/unicode.hpp"
 
 using namespace devicemap;
 using testkit::contains;

@@ -9,8 +9,8 @@
 #include <QTableWidget>
 #include <QTreeWidget>
 
+#include "model/model_source.hpp"
 #include "plan/machine.hpp"
-#include "plan/model_source.hpp"
 #include "testkit.hpp"
 #include "ui/hardware_dialog.hpp"
 #include "ui/model_picker.hpp"

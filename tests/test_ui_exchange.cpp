@@ -9,7 +9,7 @@
 
 #include <fstream>
 
-#include "plan/session.hpp"
+#include "session/session.hpp"
 #include "testkit.hpp"
 #include "ui/hf_cache.hpp"
 #include "ui/main_window.hpp"

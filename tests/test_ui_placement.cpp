@@ -11,7 +11,7 @@
 
 #include <fstream>
 
-#include "plan/session.hpp"
+#include "session/session.hpp"
 #include "testkit.hpp"
 #include "ui/budget_editor.hpp"
 #include "ui/device_panel.hpp"

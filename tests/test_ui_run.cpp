@@ -10,9 +10,9 @@
 #include <QThread>
 #include <QSpinBox>
 
-#include "plan/session.hpp"
-#include "plan/tokenizer.hpp"
+#include "session/session.hpp"
 #include "testkit.hpp"
+#include "text/tokenizer.hpp"
 #include "ui/run_panel.hpp"
 #include "ui/session_controller.hpp"
 

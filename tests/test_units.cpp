@@ -1,6 +1,6 @@
 #include "testkit.hpp"
 
-#include "plan/error.hpp"
+#include "error.hpp"
 #include "plan/units.hpp"
 
 using namespace devicemap;

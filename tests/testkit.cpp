@@ -4,7 +4,7 @@
 #include <fstream>
 #include <random>
 
-#include "plan/error.hpp"
+#include "error.hpp"
 
 namespace testkit {
 namespace fs = std::filesystem;

@@ -2,7 +2,7 @@
 // One undo step: the session's state before and after an edit. Budget steps of one slider drag merge.
 #include <QUndoCommand>
 
-#include "plan/session.hpp"
+#include "session/session.hpp"
 
 namespace devicemap::ui {
 

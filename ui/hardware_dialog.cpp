@@ -15,8 +15,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "error.hpp"
 #include "plan/bandwidth.hpp"
-#include "plan/error.hpp"
 #include "ui/device_style.hpp"
 
 namespace devicemap::ui {

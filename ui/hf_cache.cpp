@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <system_error>
 
-#include "plan/checkpoint.hpp"
+#include "format/checkpoint.hpp"
 
 namespace devicemap::ui {
 namespace fs = std::filesystem;

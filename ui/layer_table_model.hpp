@@ -8,7 +8,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "plan/session.hpp"
+#include "session/session.hpp"
 
 class QItemSelectionModel;
 

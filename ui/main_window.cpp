@@ -22,8 +22,9 @@
 #include <QStatusBar>
 #include <QTableView>
 
+#include "error.hpp"
+#include "format/resources.hpp"
 #include "plan/bandwidth.hpp"
-#include "plan/error.hpp"
 #include "plan/units.hpp"
 #include "ui/device_delegate.hpp"
 #include "ui/device_panel.hpp"

@@ -11,7 +11,7 @@
 
 #include <memory>
 
-#include "plan/model_source.hpp"
+#include "model/model_source.hpp"
 #include "plan/units.hpp"
 #include "ui/hf_cache.hpp"
 

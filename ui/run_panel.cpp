@@ -15,8 +15,8 @@
 #include <QVBoxLayout>
 
 #include "plan/process_memory.hpp"
-#include "plan/session.hpp"
 #include "plan/units.hpp"
+#include "session/session.hpp"
 #include "ui/device_style.hpp"
 #include "ui/session_controller.hpp"
 #ifdef DEVICEMAP_HAVE_RUNTIME

@@ -5,12 +5,12 @@
 #include <exception>
 #include <vector>
 
-#include "plan/checkpoint.hpp"
+#include "format/checkpoint.hpp"
 #include "plan/process_memory.hpp"
-#include "plan/tokenizer.hpp"
 #include "plan/units.hpp"
 #include "run/generator.hpp"
 #include "run/model.hpp"
+#include "text/tokenizer.hpp"
 
 namespace devicemap::ui {
 

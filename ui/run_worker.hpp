@@ -10,8 +10,8 @@
 #include <memory>
 #include <optional>
 
+#include "format/dtype.hpp"
 #include "plan/device_map.hpp"
-#include "plan/dtype.hpp"
 
 namespace devicemap {
 class Model;

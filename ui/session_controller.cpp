@@ -6,8 +6,8 @@
 #include <memory>
 #include <optional>
 
+#include "error.hpp"
 #include "plan/bandwidth.hpp"
-#include "plan/error.hpp"
 #include "ui/device_style.hpp"
 #include "ui/edit_command.hpp"
 

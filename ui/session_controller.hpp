@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "plan/session.hpp"
+#include "session/session.hpp"
 
 namespace devicemap::ui {
 

@@ -2,7 +2,7 @@
 
 #include <charconv>
 
-#include "plan/error.hpp"
+#include "error.hpp"
 
 namespace devicemap::cli {
 

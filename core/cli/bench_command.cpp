@@ -9,8 +9,8 @@
 #include "cli/args.hpp"
 #include "cli/bench.hpp"
 #include "cli/commands.hpp"
-#include "plan/error.hpp"
-#include "plan/model_source.hpp"
+#include "error.hpp"
+#include "model/model_source.hpp"
 #include "plan/planner.hpp"
 
 namespace devicemap::cli {

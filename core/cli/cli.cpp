@@ -5,7 +5,7 @@
 #include <string_view>
 
 #include "cli/commands.hpp"
-#include "plan/error.hpp"
+#include "error.hpp"
 
 namespace devicemap::cli {
 namespace {

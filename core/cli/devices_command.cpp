@@ -7,14 +7,15 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cli/commands.hpp"
 #include "cli/args.hpp"
-#include "plan/atomic_file.hpp"
+#include "cli/commands.hpp"
+#include "error.hpp"
+#include "format/atomic_file.hpp"
 #include "plan/bandwidth.hpp"
-#include "plan/error.hpp"
 #include "plan/machine.hpp"
 #include "plan/units.hpp"
 #ifdef DEVICEMAP_HAVE_RUN_COMMANDS
+#include "format/resources.hpp"
 #include "run/cpu_rate.hpp"
 #endif
 

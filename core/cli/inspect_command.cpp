@@ -6,10 +6,10 @@
 
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
-#include "plan/error.hpp"
-#include "plan/model_source.hpp"
-#include "plan/module_sizes.hpp"
-#include "plan/name_ranges.hpp"
+#include "error.hpp"
+#include "model/model_source.hpp"
+#include "model/module_sizes.hpp"
+#include "model/name_ranges.hpp"
 #include "plan/units.hpp"
 
 namespace devicemap::cli {

@@ -7,9 +7,9 @@
 
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
-#include "plan/atomic_file.hpp"
-#include "plan/error.hpp"
-#include "plan/model_source.hpp"
+#include "error.hpp"
+#include "format/atomic_file.hpp"
+#include "model/model_source.hpp"
 #include "plan/units.hpp"
 #include "run/random_checkpoint.hpp"
 

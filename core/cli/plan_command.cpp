@@ -10,9 +10,9 @@
 
 #include "cli/commands.hpp"
 #include "cli/plan_flags.hpp"
+#include "error.hpp"
+#include "model/name_ranges.hpp"
 #include "plan/bandwidth.hpp"
-#include "plan/error.hpp"
-#include "plan/name_ranges.hpp"
 #include "plan/speed_model.hpp"
 #include "plan/units.hpp"
 

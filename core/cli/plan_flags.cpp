@@ -2,7 +2,8 @@
 
 #include <sstream>
 
-#include "plan/error.hpp"
+#include "error.hpp"
+#include "format/resources.hpp"
 
 namespace devicemap::cli {
 

@@ -6,8 +6,8 @@
 #include <string>
 
 #include "cli/args.hpp"
+#include "model/model_source.hpp"
 #include "plan/machine.hpp"
-#include "plan/model_source.hpp"
 #include "plan/planner.hpp"
 
 namespace devicemap::cli {

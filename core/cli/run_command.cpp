@@ -19,15 +19,15 @@
 #include "cli/commands.hpp"
 #include "cli/plan_flags.hpp"
 #include "cli/progress_bar.hpp"
-#include "plan/checkpoint.hpp"
+#include "error.hpp"
+#include "format/checkpoint.hpp"
+#include "model/model_source.hpp"
 #include "plan/device_map.hpp"
-#include "plan/error.hpp"
-#include "plan/model_source.hpp"
 #include "plan/process_memory.hpp"
-#include "plan/tokenizer.hpp"
 #include "plan/units.hpp"
 #include "run/generator.hpp"
 #include "run/model.hpp"
+#include "text/tokenizer.hpp"
 
 namespace devicemap::cli {
 namespace {

@@ -9,8 +9,8 @@
 
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
-#include "plan/error.hpp"
-#include "plan/tokenizer.hpp"
+#include "error.hpp"
+#include "text/tokenizer.hpp"
 
 namespace devicemap::cli {
 namespace {

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <unordered_set>
 
-#include "plan/error.hpp"
+#include "error.hpp"
+#include "model/skeleton.hpp"
 #include "plan/planner.hpp"
-#include "plan/skeleton.hpp"
 
 namespace devicemap {
 namespace {

@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "plan/error.hpp"
+#include "error.hpp"
 #include "plan/machine.hpp"
 
 namespace devicemap {

@@ -4,7 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "plan/error.hpp"
+#include "error.hpp"
 
 namespace devicemap {
 

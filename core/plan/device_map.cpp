@@ -6,9 +6,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "plan/atomic_file.hpp"
-#include "plan/error.hpp"
-#include "plan/skeleton.hpp"
+#include "error.hpp"
+#include "format/atomic_file.hpp"
+#include "model/skeleton.hpp"
 
 namespace devicemap {
 namespace {

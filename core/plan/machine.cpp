@@ -11,8 +11,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "plan/atomic_file.hpp"
-#include "plan/error.hpp"
+#include "error.hpp"
+#include "format/atomic_file.hpp"
+#include "format/resources.hpp"
 #include "plan/units.hpp"
 
 namespace devicemap {
@@ -221,19 +222,6 @@ MaxMemory default_max_memory(const Machine& m) {
     if (d.device.is_cpu()) mm.set(d.device, static_cast<std::uint64_t>(static_cast<double>(d.free) * 0.8));
   }
   return mm;
-}
-
-fs::path resources_dir() {
-  if (const char* env = std::getenv("DEVICEMAP_RESOURCES"); env && *env) return env;
-  // Installed next to the executable's prefix, else the source tree this was built from.
-  std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    const fs::path installed = exe.parent_path().parent_path() / "share" / "devicemap-studio";
-    if (fs::exists(installed / "catalog")) return installed;
-  }
-  if (fs::exists(fs::path(DEVICEMAP_INSTALLED_RESOURCES) / "catalog")) return DEVICEMAP_INSTALLED_RESOURCES;
-  return DEVICEMAP_SOURCE_RESOURCES;
 }
 
 }  // namespace devicemap

@@ -53,7 +53,4 @@ std::vector<std::filesystem::path> bundled_profiles();
 // available RAM; disk is unlimited and not listed.
 MaxMemory default_max_memory(const Machine& m);
 
-// resources/ of an installed or a source-tree build.
-std::filesystem::path resources_dir();
-
 }  // namespace devicemap

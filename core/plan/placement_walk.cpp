@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <unordered_set>
 
-#include "plan/error.hpp"
+#include "error.hpp"
 
 namespace devicemap::detail {
 namespace {

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "model/skeleton.hpp"
 #include "plan/planner.hpp"
-#include "plan/skeleton.hpp"
 
 namespace devicemap::detail {
 

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <array>
 
-#include "plan/error.hpp"
+#include "error.hpp"
+#include "model/skeleton.hpp"
 #include "plan/placement_walk.hpp"
-#include "plan/skeleton.hpp"
 
 namespace devicemap {
 namespace {

@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "model/module_sizes.hpp"
 #include "plan/budget.hpp"
 #include "plan/device_map.hpp"
-#include "plan/module_sizes.hpp"
 
 namespace devicemap {
 

@@ -5,9 +5,9 @@
 #include <map>
 #include <set>
 
+#include "model/skeleton.hpp"
 #include "plan/device_map.hpp"
 #include "plan/machine.hpp"
-#include "plan/skeleton.hpp"
 #include "plan/units.hpp"
 
 namespace devicemap {

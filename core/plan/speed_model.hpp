@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "format/dtype.hpp"
+#include "model/module_sizes.hpp"
 #include "plan/device.hpp"
-#include "plan/dtype.hpp"
-#include "plan/module_sizes.hpp"
 
 namespace devicemap {
 

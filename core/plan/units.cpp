@@ -7,7 +7,7 @@
 #include <cmath>
 #include <cstdio>
 
-#include "plan/error.hpp"
+#include "error.hpp"
 
 namespace devicemap {
 namespace {

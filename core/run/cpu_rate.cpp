@@ -5,7 +5,7 @@
 #include <mutex>
 #include <thread>
 
-#include "plan/error.hpp"
+#include "error.hpp"
 #include "run/dense.hpp"
 
 namespace devicemap {

@@ -1,7 +1,7 @@
 #pragma once
 // The CPU as LibTorch uses it: every core, and the rate at which it runs a decode step's matrix-vector
 // products. Torch-free, for the CLI.
-#include "plan/dtype.hpp"
+#include "format/dtype.hpp"
 
 namespace devicemap {
 

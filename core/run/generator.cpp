@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
-#include "plan/error.hpp"
+#include "error.hpp"
 #include "run/load_options.hpp"
 #include "run/model.hpp"
 #include "run/sampler.hpp"

@@ -3,13 +3,13 @@
 // Conv1D layers store their weights as [in, out]: y = x·W + b.
 #include <cmath>
 
-#include "plan/error.hpp"
-#include "run/tensor_layout.hpp"
+#include "error.hpp"
 #include "run/attention.hpp"
 #include "run/dense.hpp"
 #include "run/kv_cache.hpp"
-#include "run/prefetcher.hpp"
 #include "run/model_config.hpp"
+#include "run/prefetcher.hpp"
+#include "run/tensor_layout.hpp"
 #include "run/transformer.hpp"
 #include "run/weights.hpp"
 

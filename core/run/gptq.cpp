@@ -2,7 +2,7 @@
 
 #include <ATen/ATen.h>
 
-#include "plan/error.hpp"
+#include "error.hpp"
 
 namespace devicemap {
 namespace {

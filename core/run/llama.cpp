@@ -4,14 +4,14 @@
 #include <cmath>
 #include <vector>
 
-#include "run/tensor_layout.hpp"
 #include "run/attention.hpp"
 #include "run/dense.hpp"
 #include "run/gptq.hpp"
 #include "run/kv_cache.hpp"
-#include "run/prefetcher.hpp"
 #include "run/model_config.hpp"
+#include "run/prefetcher.hpp"
 #include "run/rope.hpp"
+#include "run/tensor_layout.hpp"
 #include "run/transformer.hpp"
 #include "run/weights.hpp"
 

@@ -9,8 +9,8 @@
 #include <string_view>
 #include <vector>
 
-#include "plan/dtype.hpp"
-#include "plan/error.hpp"
+#include "error.hpp"
+#include "format/dtype.hpp"
 
 namespace devicemap {
 

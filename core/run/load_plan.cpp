@@ -4,9 +4,9 @@
 #include <cstring>
 #include <sstream>
 
-#include "plan/checkpoint.hpp"
+#include "error.hpp"
+#include "format/checkpoint.hpp"
 #include "plan/device_map.hpp"
-#include "plan/error.hpp"
 #include "plan/machine.hpp"
 #include "plan/units.hpp"
 #include "run/tensor_layout.hpp"

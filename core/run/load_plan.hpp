@@ -11,8 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "format/dtype.hpp"
 #include "plan/device.hpp"
-#include "plan/dtype.hpp"
 #include "run/load_options.hpp"
 #include "run/model_config.hpp"
 

@@ -6,8 +6,8 @@
 #include <exception>
 #include <filesystem>
 
-#include "plan/error.hpp"
-#include "plan/mapped_file.hpp"
+#include "error.hpp"
+#include "format/mapped_file.hpp"
 #include "run/cpu_cast.hpp"
 #include "run/offload_folder.hpp"
 #include "run/tensor_source.hpp"

@@ -2,7 +2,7 @@
 
 #include <chrono>
 
-#include "plan/checkpoint.hpp"
+#include "format/checkpoint.hpp"
 #include "plan/device_map.hpp"
 #include "plan/machine.hpp"
 #include "run/cpu_rate.hpp"

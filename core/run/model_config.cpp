@@ -5,7 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "plan/error.hpp"
+#include "error.hpp"
 
 namespace devicemap {
 namespace {

@@ -9,7 +9,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "plan/dtype.hpp"
+#include "format/dtype.hpp"
 
 namespace devicemap {
 

@@ -4,9 +4,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "plan/atomic_file.hpp"
-#include "plan/error.hpp"
-#include "plan/mapped_file.hpp"
+#include "error.hpp"
+#include "format/atomic_file.hpp"
+#include "format/mapped_file.hpp"
 
 namespace devicemap {
 namespace {

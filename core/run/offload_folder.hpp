@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "plan/dtype.hpp"
+#include "format/dtype.hpp"
 
 namespace devicemap {
 

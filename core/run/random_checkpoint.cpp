@@ -8,8 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "plan/atomic_file.hpp"
-#include "plan/error.hpp"
+#include "error.hpp"
+#include "format/atomic_file.hpp"
 #include "run/model_config.hpp"
 #include "run/tensor_layout.hpp"
 

@@ -6,7 +6,7 @@
 #include <numeric>
 #include <vector>
 
-#include "plan/error.hpp"
+#include "error.hpp"
 
 namespace devicemap {
 

@@ -1,9 +1,9 @@
 #include "run/tensor_source.hpp"
 
-#include "plan/checkpoint.hpp"
-#include "plan/error.hpp"
-#include "plan/mapped_file.hpp"
-#include "plan/safetensors.hpp"
+#include "error.hpp"
+#include "format/checkpoint.hpp"
+#include "format/mapped_file.hpp"
+#include "format/safetensors.hpp"
 
 namespace devicemap {
 

@@ -11,8 +11,8 @@
 #include <string_view>
 #include <vector>
 
-#include "plan/dtype.hpp"
-#include "run/bin_archive.hpp"
+#include "format/bin_archive.hpp"
+#include "format/dtype.hpp"
 
 namespace devicemap {
 

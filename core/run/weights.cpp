@@ -1,6 +1,6 @@
 #include "run/weights.hpp"
 
-#include "plan/error.hpp"
+#include "error.hpp"
 #include "run/cpu_cast.hpp"
 
 namespace devicemap {

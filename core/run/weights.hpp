@@ -14,8 +14,8 @@
 #include <string>
 #include <string_view>
 
+#include "format/dtype.hpp"
 #include "plan/device.hpp"
-#include "plan/dtype.hpp"
 
 namespace devicemap {
 

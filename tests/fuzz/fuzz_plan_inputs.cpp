@@ -9,11 +9,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "error.hpp"
+#include "model/skeleton.hpp"
 #include "plan/device_map.hpp"
-#include "plan/error.hpp"
 #include "plan/machine.hpp"
 #include "plan/planner.hpp"
-#include "plan/skeleton.hpp"
 #include "plan/speed_model.hpp"
 
 namespace {

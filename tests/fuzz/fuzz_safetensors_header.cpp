@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <string_view>
 
-#include "plan/error.hpp"
-#include "plan/safetensors.hpp"
+#include "error.hpp"
+#include "format/safetensors.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 8) return 0;

@@ -17,8 +17,9 @@
 #include <string>
 #include <vector>
 
+#include "format/resources.hpp"
 #include "plan/machine.hpp"
-#include "plan/session.hpp"
+#include "session/session.hpp"
 #include "ui/main_window.hpp"
 #include "ui/placement_view.hpp"
 #include "ui/session_controller.hpp"

@@ -1,0 +1,33 @@
+#include "model/module_sizes.hpp"
+
+#include "model/skeleton.hpp"
+
+namespace devicemap {
+
+std::int64_t tensor_bytes(DType stored, std::uint64_t numel, std::optional<DType> target, Flavor flavor) {
+  DType counted = stored;
+  if (target && is_floating(stored)) {
+    if (flavor == Flavor::Transformers || dtype_bits(*target) < dtype_bits(stored)) counted = *target;
+  }
+  return static_cast<std::int64_t>(dtype_bytes(counted, numel));
+}
+
+ModuleSizes compute_module_sizes(const Skeleton& s, std::optional<DType> dtype, Flavor flavor) {
+  ModuleSizes sizes;
+  sizes.tensor.assign(s.tensors.size(), 0);
+  sizes.module.assign(s.modules.size(), 0);
+  sizes.module_buffers.assign(s.modules.size(), 0);
+  for (std::size_t i = 0; i < s.tensors.size(); ++i) {
+    const auto& t = s.tensors[i];
+    if (t.tied_to >= 0) continue;
+    const std::int64_t bytes = tensor_bytes(t.dtype, t.numel(), dtype, flavor);
+    sizes.tensor[i] = bytes;
+    for (int m = t.module; m >= 0; m = s.modules[static_cast<std::size_t>(m)].parent) {
+      sizes.module[static_cast<std::size_t>(m)] += bytes;
+      if (t.buffer) sizes.module_buffers[static_cast<std::size_t>(m)] += bytes;
+    }
+  }
+  return sizes;
+}
+
+}  // namespace devicemap

@@ -1,0 +1,3 @@
+#include "error.hpp"
+#include "format/bad_reader.hpp"
+#include "text/tokenizer.hpp"

@@ -1,0 +1,2 @@
+#include "plan/qt_planner.hpp"
+#include <QString>

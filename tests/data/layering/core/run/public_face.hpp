@@ -1,0 +1,2 @@
+#pragma once
+#include "run/tensor_thing.hpp"
