@@ -80,22 +80,27 @@ int bench_plan(const std::vector<std::string>& argv, std::ostream& out) {
 
 int bench_command(Invocation& inv) {
   if (inv.args.empty() || inv.args[0] == "--help") {
-    inv.out << "usage: devicemap bench plan|load|generate [--format json] [ARGS]\n"
+    inv.out << "usage: devicemap bench plan|kernels|load|generate [--format json] [ARGS]\n"
                "  plan                 planning time for 70B/176B/405B-sized catalog models (median, µs)\n"
+               "  kernels              decode kernels' weight streaming, per dtype and shape, vs memory read\n"
 #ifdef DEVICEMAP_HAVE_RUN_COMMANDS
                "  load MODEL           load throughput vs a plain read of the same files; peak RSS vs CPU bytes\n"
-               "  generate MODEL       decode tok/s vs weight bytes per token over measured memory bandwidth\n"
+               "  generate MODEL [--tokens N] [--prefill N]\n"
+               "                       decode tok/s (kernels and LibTorch) vs weight bytes per token over measured\n"
+               "                       memory bandwidth; prefill tok/s of an N-token prompt\n"
+               "every ratio is value / bound (for a rate: the fraction of the bound reached)\n"
 #endif
         ;
     return inv.args.empty() ? 2 : 0;
   }
   const std::vector<std::string> rest(inv.args.begin() + 1, inv.args.end());
   if (inv.args[0] == "plan") return bench_plan(rest, inv.out);
+  if (inv.args[0] == "kernels") return bench_kernels(rest, inv.out);
 #ifdef DEVICEMAP_HAVE_RUN_COMMANDS
   if (inv.args[0] == "load") return bench_load(rest, inv.out);
   if (inv.args[0] == "generate") return bench_generate(rest, inv.out);
 #endif
-  throw Error("bench: unknown measurement '" + inv.args[0] + "' (plan, load, generate)");
+  throw Error("bench: unknown measurement '" + inv.args[0] + "' (plan, kernels, load, generate)");
 }
 
 }  // namespace devicemap::cli

@@ -1,19 +1,55 @@
 #pragma once
 // Internal to the running layer (includes ATen). Scaled dot-product attention over cached keys, with
 // grouped-query heads (each key/value head serves num_heads / kv_heads query heads, as transformers'
-// repeat_kv) computed without copying the keys, a causal mask, and an optional sliding window.
+// repeat_kv) computed without copying the keys, a causal mask, and an optional sliding window. One new
+// position on the CPU (a decode step) goes through the decode kernel (kernels/attention.hpp) instead of
+// two batched products, whose BLAS threads fight the kernels' pool for the cores once the sequence is long.
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <optional>
 
+#include "kernels/attention.hpp"
+#include "run/decode_path.hpp"
+
 namespace devicemap {
+
+// Whether the decode kernel takes this step: one query on the CPU, keys and values as the KV cache
+// holds them (rows of head_dim elements, heads apart by a stride) in a dtype it reads.
+inline bool decode_attention_takes(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  if (!decode_kernels_in_use() || !q.is_cpu() || !k.is_cpu() || !v.is_cpu() || q.size(1) != 1) return false;
+  const auto t = k.scalar_type();
+  if (t != v.scalar_type() || (t != at::kFloat && t != at::kBFloat16 && t != at::kHalf)) return false;
+  const std::int64_t dim = k.size(2);
+  return k.stride(2) == 1 && v.stride(2) == 1 && k.stride(1) == dim && v.stride(1) == dim && v.size(2) == dim;
+}
+
+inline at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, std::int64_t past, double scale,
+                                   std::optional<std::int64_t> sliding_window) {
+  const std::int64_t heads = q.size(0), dim = q.size(2), total = k.size(1);
+  const at::Tensor qf = q.to(at::kFloat).contiguous();
+  at::Tensor out = at::empty({1, heads * dim}, qf.options());
+  const auto dtype = k.scalar_type() == at::kFloat ? DType::F32 : k.scalar_type() == at::kBFloat16 ? DType::BF16 : DType::F16;
+  kernels::AttentionShape shape;
+  shape.heads = static_cast<std::size_t>(heads);
+  shape.kv_heads = static_cast<std::size_t>(k.size(0));
+  shape.head_dim = static_cast<std::size_t>(dim);
+  // The query sits at position `past`; a window of W keeps the keys after past − W.
+  shape.first = sliding_window ? static_cast<std::size_t>(std::max<std::int64_t>(0, past - *sliding_window + 1)) : 0;
+  shape.end = static_cast<std::size_t>(total);
+  shape.scale = static_cast<float>(scale);
+  kernels::decode_attention(qf.data_ptr<float>(), {k.data_ptr(), dtype, static_cast<std::size_t>(k.stride(0))},
+                            {v.data_ptr(), dtype, static_cast<std::size_t>(v.stride(0))}, shape, out.data_ptr<float>());
+  return q.scalar_type() == at::kFloat ? out : out.to(q.scalar_type());
+}
 
 // q: [heads, new, head_dim]; k, v: [kv_heads, past + new, head_dim]. Returns [new, heads * head_dim].
 // Scores are scaled in the compute dtype and normalised in float32, as transformers' eager attention.
 inline at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, std::int64_t past,
                             double scale, std::optional<std::int64_t> sliding_window = std::nullopt) {
+  if (decode_attention_takes(q, k, v)) return decode_attention(q, k, v, past, scale, sliding_window);
   const std::int64_t heads = q.size(0), n = q.size(1), dim = q.size(2);
   const std::int64_t kv_heads = k.size(0), total = k.size(1), group = heads / kv_heads;
   // Query heads h = g * group + r all read kv head g: stack a group's queries as rows.

@@ -1,22 +1,62 @@
 #pragma once
-// Internal to the running layer (includes ATen). A dense layer y = x·Wᵀ + b. A decode step has one
-// row, and OpenBLAS before 0.3.27 (Debian 12 ships 0.3.21) runs a one-row float32 GEMM through its
-// packing kernel, which copies the whole weight first: a third of the memory bandwidth. A matrix-vector
-// product streams the weight once, so one float32 row on the CPU goes through mv.
+// Internal to the running layer (includes ATen). A dense layer y = x·Wᵀ + b. A decode step has one row
+// (a batch or a prompt's tail a few): those rows on the CPU go through the decode kernels (kernels/),
+// which stream each weight once in its stored dtype (LibTorch 1.13's one-row paths, OpenBLAS sgemv
+// and oneDNN bf16, reach about half the memory bandwidth); more rows go through LibTorch's matrix
+// multiply, which is faster there.
 #include <ATen/ATen.h>
+
+#include <span>
+#include <vector>
+
+#include "kernels/matvec.hpp"
+#include "run/decode_path.hpp"
 
 namespace devicemap {
 
+// Whether the decode kernels take x·Wᵀ: CPU tensors, at most kernels::kMaxBatch rows, a weight of a
+// dtype they read whose rows are contiguous.
+inline bool decode_kernel_takes(const at::Tensor& x, const at::Tensor& weight) {
+  if (!decode_kernels_in_use() || !x.is_cpu() || !weight.is_cpu() || x.dim() != 2 || weight.dim() != 2) return false;
+  if (x.size(0) < 1 || x.size(0) > static_cast<std::int64_t>(kernels::kMaxBatch) || x.size(1) != weight.size(1)) return false;
+  if (weight.stride(1) != 1 || weight.size(0) == 0) return false;
+  const auto t = weight.scalar_type();
+  return t == at::kFloat || t == at::kBFloat16 || t == at::kHalf;
+}
+
+inline DType kernel_dtype(at::ScalarType t) {
+  return t == at::kFloat ? DType::F32 : t == at::kBFloat16 ? DType::BF16 : DType::F16;
+}
+
+// x·Wᵀ (+ b) for each weight, reading x once: the products of q/k/v or gate/up in one pass over the thread
+// pool. Results are in x's dtype, rounded once from float32 as LibTorch's own products round.
+inline std::vector<at::Tensor> decode_dense(const at::Tensor& x, std::span<const at::Tensor> weights,
+                                            std::span<const at::Tensor> biases = {}) {
+  const at::Tensor xf = x.to(at::kFloat).contiguous();
+  std::vector<at::Tensor> ys;
+  std::vector<kernels::Product> products;
+  for (const auto& w : weights) {
+    ys.push_back(at::empty({x.size(0), w.size(0)}, xf.options()));
+    products.push_back({{w.data_ptr(), kernel_dtype(w.scalar_type()), static_cast<std::size_t>(w.size(0)),
+                         static_cast<std::size_t>(w.size(1)), static_cast<std::size_t>(w.stride(0))},
+                        ys.back().data_ptr<float>(),
+                        static_cast<std::size_t>(w.size(0))});
+  }
+  kernels::matvec(products, xf.data_ptr<float>(), static_cast<std::size_t>(x.size(0)), static_cast<std::size_t>(x.size(1)));
+  for (std::size_t i = 0; i < ys.size(); ++i) {
+    if (i < biases.size() && biases[i].defined()) ys[i].add_(biases[i]);
+    if (x.scalar_type() != at::kFloat) ys[i] = ys[i].to(x.scalar_type());
+  }
+  return ys;
+}
+
 // weight is [out, in] (nn.Linear); bias may be undefined.
 inline at::Tensor dense(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias = {}) {
-  if (x.dim() == 2 && x.size(0) == 1 && x.is_cpu() && x.scalar_type() == at::kFloat) {
-    const at::Tensor row = x.select(0, 0);
-    return (bias.defined() ? at::addmv(bias, weight, row) : at::mv(weight, row)).unsqueeze(0);
-  }
+  if (decode_kernel_takes(x, weight)) return decode_dense(x, {&weight, 1}, {&bias, 1}).front();
   return at::linear(x, weight, bias);
 }
 
-// weight is [in, out] (GPT-2's Conv1D).
+// weight is [in, out] (GPT-2's Conv1D): its rows are not the output's, so one float32 row goes through mv.
 inline at::Tensor dense_in_out(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   if (x.dim() == 2 && x.size(0) == 1 && x.is_cpu() && x.scalar_type() == at::kFloat)
     return at::addmv(bias, weight.t(), x.select(0, 0)).unsqueeze(0);

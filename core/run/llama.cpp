@@ -2,6 +2,7 @@
 // modeling_llama: RMSNorm → attention with rotary embeddings → residual, RMSNorm → SwiGLU MLP →
 // residual. Each part runs on the device that executes its weights; the hidden state follows it.
 #include <cmath>
+#include <initializer_list>
 #include <vector>
 
 #include "run/attention.hpp"
@@ -105,6 +106,23 @@ class Llama final : public Transformer {
     return dense(x, weight, p_.fetch_if_present(name + ".bias", device));
   }
 
+  // Block Linears that read the same input (q/k/v, gate/up): one pass of the decode kernels when they
+  // take all of them, else one product each.
+  std::vector<at::Tensor> linears(const std::string& prefix, std::initializer_list<const char*> names, const at::Tensor& x,
+                                  const c10::Device& device) const {
+    std::vector<at::Tensor> weights, biases, out;
+    bool fused = !c_.gptq;
+    for (const char* n : names) {
+      if (!fused) break;
+      weights.push_back(p_.fetch(prefix + n + ".weight", device));
+      biases.push_back(p_.fetch_if_present(prefix + n + ".bias", device));
+      fused = decode_kernel_takes(x, weights.back());
+    }
+    if (fused) return decode_dense(x, weights, biases);
+    for (const char* n : names) out.push_back(linear(prefix + n, x, device));
+    return out;
+  }
+
   at::Tensor block(std::int64_t index, at::Tensor h, KvCache* cache, std::int64_t past, Rotary& rotary) const {
     const std::string b = block_name(c_, index);
     const std::int64_t n = h.size(0);
@@ -113,9 +131,10 @@ class Llama final : public Transformer {
     const auto device = attention_device(index);
     h = move(h, device);
     const at::Tensor x = rms_norm(h, p_.fetch(b + ".input_layernorm.weight", device), c_.norm_eps);
-    at::Tensor q = linear(b + ".self_attn.q_proj", x, device).view({n, c_.num_heads, c_.head_dim}).transpose(0, 1);
-    at::Tensor k = linear(b + ".self_attn.k_proj", x, device).view({n, c_.num_kv_heads, c_.head_dim}).transpose(0, 1);
-    at::Tensor v = linear(b + ".self_attn.v_proj", x, device).view({n, c_.num_kv_heads, c_.head_dim}).transpose(0, 1);
+    const auto qkv = linears(b + ".self_attn.", {"q_proj", "k_proj", "v_proj"}, x, device);
+    at::Tensor q = qkv[0].view({n, c_.num_heads, c_.head_dim}).transpose(0, 1);
+    at::Tensor k = qkv[1].view({n, c_.num_kv_heads, c_.head_dim}).transpose(0, 1);
+    at::Tensor v = qkv[2].view({n, c_.num_kv_heads, c_.head_dim}).transpose(0, 1);
     const auto [cos, sin] = rotary.on(device, h.scalar_type());
     q = q.mul(cos).add(rotate_half(q).mul(sin));
     k = k.mul(cos).add(rotate_half(k).mul(sin));
@@ -126,7 +145,8 @@ class Llama final : public Transformer {
     const auto mlp_device = w_.execution_device(b + ".mlp.gate_proj" + main_tensor());
     h = move(h, mlp_device);
     const at::Tensor y = rms_norm(h, p_.fetch(b + ".post_attention_layernorm.weight", mlp_device), c_.norm_eps);
-    const at::Tensor gated = at::silu(linear(b + ".mlp.gate_proj", y, mlp_device)).mul(linear(b + ".mlp.up_proj", y, mlp_device));
+    const auto gate_up = linears(b + ".mlp.", {"gate_proj", "up_proj"}, y, mlp_device);
+    const at::Tensor gated = at::silu(gate_up[0]).mul(gate_up[1]);
     return h.add(linear(b + ".mlp.down_proj", gated, mlp_device));
   }
 

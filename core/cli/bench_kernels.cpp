@@ -1,0 +1,58 @@
+// devicemap bench kernels: the decode kernels' weight streaming rate, per stored dtype and shape, with one
+// thread and with the whole pool, against a read of memory by every core measured in the same run.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "cli/args.hpp"
+#include "cli/bench.hpp"
+#include "kernels/matvec.hpp"
+#include "kernels/thread_pool.hpp"
+#include "plan/bandwidth.hpp"
+
+namespace devicemap::cli {
+
+int bench_kernels(const std::vector<std::string>& argv, std::ostream& out) {
+  const Args args(argv, {"format"}, {});
+  const bool json = args.get("format").value_or("table") == "json";
+  const double read_gbs = measure_memory_bandwidth_gbs(std::size_t{512} << 20, 3);
+  if (!json) out << "(decode kernels: " << kernels::dispatch_target() << "; memory read by every core: " << read_gbs << " GB/s)\n";
+  // TinyLlama's and Llama-8B's projections and heads: each well beyond the last-level cache.
+  struct Shape {
+    std::size_t rows, cols;
+  };
+  const Shape shapes[] = {{5632, 2048}, {2048, 5632}, {32000, 2048}, {14336, 4096}};
+  kernels::ThreadPool one(1);
+  kernels::ThreadPool& all = kernels::ThreadPool::shared();
+  std::mt19937 rng(1);
+  for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {
+    const std::size_t elem = dtype == DType::F32 ? 4 : 2;
+    for (const auto& [rows, cols] : shapes) {
+      // Small random bit patterns of the dtype (exponent kept in range), written so every page is real.
+      std::vector<std::uint8_t> w(rows * cols * elem);
+      for (std::size_t i = 0; i < w.size(); i += 2) {
+        const std::uint16_t v = static_cast<std::uint16_t>(0x3000 | (rng() & 0x0fff));
+        std::memcpy(&w[i], &v, 2);
+      }
+      std::vector<float> x(cols, 0.5f), y(rows);
+      const kernels::Product p{{w.data(), dtype, rows, cols, cols}, y.data(), rows};
+      for (kernels::ThreadPool* pool : {&one, &all}) {
+        kernels::matvec({&p, 1}, x.data(), 1, cols, *pool);  // warm-up
+        const double us = median_us(9, [&] { kernels::matvec({&p, 1}, x.data(), 1, cols, *pool); });
+        const double gbs = double(w.size()) / us / 1e3;
+        char name[96];
+        std::snprintf(name, sizeof name, "kernels.matvec.%s.%zux%zu.%ut", std::string(torch_name(dtype)).c_str(), rows, cols,
+                      pool->size());
+        print_measurement(out, {name, gbs, "GB/s", read_gbs, gbs / read_gbs,
+                                "ratio: value / bound; bound: memory read by every core in this run"},
+                          json);
+      }
+    }
+  }
+  return 0;
+}
+
+}  // namespace devicemap::cli
