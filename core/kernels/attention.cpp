@@ -4,6 +4,8 @@
 
 #include <hwy/highway.h>
 
+#include "kernels/load_f32-inl.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -15,18 +17,6 @@ HWY_BEFORE_NAMESPACE();
 namespace devicemap::kernels {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
-
-using DF = hn::ScalableTag<float>;
-
-template <class T>
-HWY_INLINE hn::Vec<DF> LoadF32(DF df, const T* p) {
-  if constexpr (std::is_same_v<T, float>) {
-    return hn::LoadU(df, p);
-  } else {
-    const hn::Rebind<T, DF> dh;
-    return hn::PromoteTo(df, hn::LoadU(dh, p));
-  }
-}
 
 // Rounds to the nearest bfloat16 (ties to even), as a bfloat16 tensor op stores its result.
 inline float RoundBF16(float f) { return hwy::F32FromBF16(hwy::BF16FromF32(f)); }
@@ -124,30 +114,21 @@ HWY_AFTER_NAMESPACE();
 #include <stdexcept>
 #include <string>
 
+#include "kernels/element_type.hpp"
 #include "kernels/thread_pool.hpp"
 
 namespace devicemap::kernels {
 
 HWY_EXPORT(AttendHead);
 
-namespace {
-int kernel_dtype(DType d) {
-  switch (d) {
-    case DType::F32: return 0;
-    case DType::BF16: return 1;
-    case DType::F16: return 2;
-    default: throw std::invalid_argument("decode_attention: a cache of dtype " + std::string(torch_name(d)) + " has no kernel");
-  }
-}
-}  // namespace
 
 void decode_attention(const float* q, const KvBuffer& keys, const KvBuffer& values, const AttentionShape& s, float* out,
                       ThreadPool& pool) {
   if (s.kv_heads == 0 || s.heads % s.kv_heads != 0) throw std::invalid_argument("decode_attention: heads must be a multiple of kv_heads");
   if (s.first >= s.end) throw std::invalid_argument("decode_attention: no position to attend");
   if (keys.dtype != values.dtype) throw std::invalid_argument("decode_attention: keys and values differ in dtype");
-  const int dtype = kernel_dtype(keys.dtype);
-  const std::size_t group = s.heads / s.kv_heads, elem = keys.dtype == DType::F32 ? 4 : 2;
+  const int dtype = element_type(keys.dtype, "decode_attention");
+  const std::size_t group = s.heads / s.kv_heads, elem = element_bytes(keys.dtype);
   auto* const attend = &HWY_DYNAMIC_DISPATCH(AttendHead);
   pool.run(s.heads, [&](std::size_t h) {
     const std::size_t g = h / group;

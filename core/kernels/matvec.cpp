@@ -6,6 +6,8 @@
 
 #include <hwy/highway.h>
 
+#include "kernels/load_f32-inl.hpp"
+
 #include <algorithm>
 #include <cstring>
 
@@ -16,20 +18,8 @@ namespace devicemap::kernels {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-using DF = hn::ScalableTag<float>;
-
 // Tails shorter than a vector go through zero-padded copies of this many elements.
 constexpr std::size_t kPad = 64;
-
-template <class T>
-HWY_INLINE hn::Vec<DF> LoadF32(DF df, const T* p) {
-  if constexpr (std::is_same_v<T, float>) {
-    return hn::LoadU(df, p);
-  } else {
-    const hn::Rebind<T, DF> dh;
-    return hn::PromoteTo(df, hn::LoadU(dh, p));
-  }
-}
 
 // Rows [r0, r1) of W times one input row: four accumulators keep the loads of several vectors in flight.
 template <class T>
@@ -121,6 +111,7 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 #include <stdexcept>
 
+#include "kernels/element_type.hpp"
 #include "kernels/thread_pool.hpp"
 
 namespace devicemap::kernels {
@@ -128,15 +119,6 @@ namespace devicemap::kernels {
 HWY_EXPORT(MatvecRows);
 
 namespace {
-
-int kernel_dtype(DType d) {
-  switch (d) {
-    case DType::F32: return 0;
-    case DType::BF16: return 1;
-    case DType::F16: return 2;
-    default: throw std::invalid_argument("matvec: weights of dtype " + std::string(torch_name(d)) + " have no kernel");
-  }
-}
 
 // A piece of one product: rows [begin, end) of products[product].
 struct Slice {
@@ -152,7 +134,7 @@ void matvec(std::span<const Product> products, const float* x, std::size_t batch
   if (batch > kMaxBatch) throw std::invalid_argument("matvec: at most 8 input rows");
   std::size_t rows = 0;
   for (const auto& p : products) {
-    kernel_dtype(p.weight.dtype);
+    element_type(p.weight.dtype, "matvec");
     if (p.weight.cols != products[0].weight.cols) throw std::invalid_argument("matvec: fused products differ in cols");
     rows += p.weight.rows;
   }
@@ -167,7 +149,7 @@ void matvec(std::span<const Product> products, const float* x, std::size_t batch
   pool.run(slices.size(), [&](std::size_t s) {
     const Slice& sl = slices[s];
     const Product& p = products[sl.product];
-    run_rows(p.weight.data, kernel_dtype(p.weight.dtype), p.weight.row_stride, p.weight.cols, x, batch, x_stride, p.y,
+    run_rows(p.weight.data, element_type(p.weight.dtype, "matvec"), p.weight.row_stride, p.weight.cols, x, batch, x_stride, p.y,
              p.y_stride, sl.begin, sl.end);
   });
 }

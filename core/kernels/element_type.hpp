@@ -1,0 +1,22 @@
+#pragma once
+// The stored dtypes the kernels read, as the small integer their per-target code switches on.
+#include <stdexcept>
+#include <string>
+
+#include "format/dtype.hpp"
+
+namespace devicemap::kernels {
+
+// 0 float32, 1 bfloat16, 2 float16. Throws std::invalid_argument naming `what` for any other dtype.
+inline int element_type(DType d, const char* what) {
+  switch (d) {
+    case DType::F32: return 0;
+    case DType::BF16: return 1;
+    case DType::F16: return 2;
+    default: throw std::invalid_argument(std::string(what) + ": dtype " + std::string(torch_name(d)) + " has no kernel");
+  }
+}
+
+inline std::size_t element_bytes(DType d) { return d == DType::F32 ? 4 : 2; }
+
+}  // namespace devicemap::kernels

@@ -1,0 +1,37 @@
+// Per-target part shared by the kernels (Highway's -inl convention: re-included once per target by
+// foreach_target.h, hence the toggling guard instead of #pragma once): a vector of float32 from weights
+// or cache entries in their stored dtype, converted in registers.
+#if defined(DEVICEMAP_KERNELS_LOAD_F32_INL_) == defined(HWY_TARGET_TOGGLE)
+#ifdef DEVICEMAP_KERNELS_LOAD_F32_INL_
+#undef DEVICEMAP_KERNELS_LOAD_F32_INL_
+#else
+#define DEVICEMAP_KERNELS_LOAD_F32_INL_
+#endif
+
+#include <hwy/highway.h>
+
+#include <type_traits>
+
+HWY_BEFORE_NAMESPACE();
+namespace devicemap::kernels {
+namespace HWY_NAMESPACE {
+
+using DF = hwy::HWY_NAMESPACE::ScalableTag<float>;
+
+// T is float, hwy::bfloat16_t or hwy::float16_t; p need not be aligned.
+template <class T>
+HWY_INLINE hwy::HWY_NAMESPACE::Vec<DF> LoadF32(DF df, const T* p) {
+  namespace hn = hwy::HWY_NAMESPACE;
+  if constexpr (std::is_same_v<T, float>) {
+    return hn::LoadU(df, p);
+  } else {
+    const hn::Rebind<T, DF> dh;
+    return hn::PromoteTo(df, hn::LoadU(dh, p));
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace devicemap::kernels
+HWY_AFTER_NAMESPACE();
+
+#endif  // DEVICEMAP_KERNELS_LOAD_F32_INL_
