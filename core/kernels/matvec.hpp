@@ -4,7 +4,7 @@
 // registers, so that every weight byte is read exactly once and nothing is copied or cast ahead of time.
 // Accumulation is in float32. Rows are split across the shared thread pool; several products of the same
 // input (q/k/v, gate/up) go in one pass over the pool. Written with Highway, which picks the widest
-// vector unit of the machine at run time (AVX-512, AVX2, SSE4, or a portable fallback).
+// vector unit of the machine at run time (AVX-512, AVX2, SSE4, SSSE3, or portable scalar code).
 #include <cstddef>
 #include <span>
 #include <string>
@@ -40,7 +40,7 @@ bool supports(DType dtype);
 void matvec(std::span<const Product> products, const float* x, std::size_t batch, std::size_t x_stride, ThreadPool& pool);
 void matvec(std::span<const Product> products, const float* x, std::size_t batch, std::size_t x_stride);
 
-// The instruction set the kernels dispatch to on this machine ("AVX3", "AVX2", "SSE4", "EMU128"), and all
+// The instruction set the kernels dispatch to on this machine ("AVX3", "AVX2", "SSE4", "SSSE3", "SCALAR"), and all
 // those this build has code for that the machine can run, best first.
 std::string dispatch_target();
 std::vector<std::string> runnable_targets();
