@@ -192,7 +192,7 @@ int bench_generate(const std::vector<std::string>& argv, std::ostream& out) {
   decode_case(b, skeleton, machine, b.map, true, tokens, "decode", bandwidth, out, prefill);
   // The same placement through LibTorch's own products: what the kernels replace.
   use_decode_kernels(false);
-  decode_case(b, skeleton, machine, b.map, true, tokens, "decode.libtorch", bandwidth, out, prefill);
+  decode_case(b, skeleton, machine, b.map, true, tokens, "decode.libtorch", bandwidth, out);
   use_decode_kernels(true);
   // Half the layers run from the checkpoint's mapping ("disk"), with and without read-ahead of the next.
   if (!args.get("device-map")) {

@@ -17,6 +17,9 @@ inline int element_type(DType d, const char* what) {
   }
 }
 
-inline std::size_t element_bytes(DType d) { return d == DType::F32 ? 4 : 2; }
+// Bytes of one element of a dtype the kernels read; 0 for any other dtype.
+inline std::size_t element_bytes(DType d) {
+  return d == DType::F32 ? 4 : (d == DType::BF16 || d == DType::F16) ? 2 : 0;
+}
 
 }  // namespace devicemap::kernels

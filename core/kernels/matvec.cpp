@@ -120,21 +120,21 @@ HWY_EXPORT(MatvecRows);
 
 namespace {
 
-// A piece of one product: rows [begin, end) of products[product].
+// A piece of one product: rows [begin, end) of products[product], whose weights are of element `type`.
 struct Slice {
   std::size_t product, begin, end;
+  int type;
 };
 
 }  // namespace
 
-bool supports(DType dtype) { return dtype == DType::F32 || dtype == DType::BF16 || dtype == DType::F16; }
+bool supports(DType dtype) { return element_bytes(dtype) > 0; }
 
 void matvec(std::span<const Product> products, const float* x, std::size_t batch, std::size_t x_stride, ThreadPool& pool) {
   if (batch == 0 || products.empty()) return;
   if (batch > kMaxBatch) throw std::invalid_argument("matvec: at most 8 input rows");
   std::size_t rows = 0;
   for (const auto& p : products) {
-    element_type(p.weight.dtype, "matvec");
     if (p.weight.cols != products[0].weight.cols) throw std::invalid_argument("matvec: fused products differ in cols");
     rows += p.weight.rows;
   }
@@ -142,14 +142,16 @@ void matvec(std::span<const Product> products, const float* x, std::size_t batch
   // 16 rows, so a slice's weights are a long sequential read.
   const std::size_t slice = std::max<std::size_t>(16, (rows + 4 * pool.size() - 1) / (4 * pool.size()));
   std::vector<Slice> slices;
-  for (std::size_t i = 0; i < products.size(); ++i)
+  for (std::size_t i = 0; i < products.size(); ++i) {
+    const int type = element_type(products[i].weight.dtype, "matvec");
     for (std::size_t r = 0; r < products[i].weight.rows; r += slice)
-      slices.push_back({i, r, std::min(r + slice, products[i].weight.rows)});
+      slices.push_back({i, r, std::min(r + slice, products[i].weight.rows), type});
+  }
   auto* const run_rows = &HWY_DYNAMIC_DISPATCH(MatvecRows);
   pool.run(slices.size(), [&](std::size_t s) {
     const Slice& sl = slices[s];
     const Product& p = products[sl.product];
-    run_rows(p.weight.data, element_type(p.weight.dtype, "matvec"), p.weight.row_stride, p.weight.cols, x, batch, x_stride, p.y,
+    run_rows(p.weight.data, sl.type, p.weight.row_stride, p.weight.cols, x, batch, x_stride, p.y,
              p.y_stride, sl.begin, sl.end);
   });
 }

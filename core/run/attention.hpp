@@ -2,8 +2,8 @@
 // Internal to the running layer (includes ATen). Scaled dot-product attention over cached keys, with
 // grouped-query heads (each key/value head serves num_heads / kv_heads query heads, as transformers'
 // repeat_kv) computed without copying the keys, a causal mask, and an optional sliding window. One new
-// position on the CPU (a decode step) goes through the decode kernel (kernels/attention.hpp) instead of
-// two batched products, whose BLAS threads fight the kernels' pool for the cores once the sequence is long.
+// position on the CPU (a decode step) goes through the decode kernel (kernels/attention.hpp), on the same
+// thread pool as the decode products, instead of two batched BLAS products with their own threads.
 #include <ATen/ATen.h>
 
 #include <algorithm>
@@ -12,7 +12,9 @@
 #include <optional>
 
 #include "kernels/attention.hpp"
+#include "kernels/matvec.hpp"
 #include "run/decode_path.hpp"
+#include "run/weights.hpp"
 
 namespace devicemap {
 
@@ -20,8 +22,7 @@ namespace devicemap {
 // holds them (rows of head_dim elements, heads apart by a stride) in a dtype it reads.
 inline bool decode_attention_takes(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
   if (!decode_kernels_in_use() || !q.is_cpu() || !k.is_cpu() || !v.is_cpu() || q.size(1) != 1) return false;
-  const auto t = k.scalar_type();
-  if (t != v.scalar_type() || (t != at::kFloat && t != at::kBFloat16 && t != at::kHalf)) return false;
+  if (k.scalar_type() != v.scalar_type() || !kernels::supports(dtype_of(k.scalar_type()))) return false;
   const std::int64_t dim = k.size(2);
   return k.stride(2) == 1 && v.stride(2) == 1 && k.stride(1) == dim && v.stride(1) == dim && v.size(2) == dim;
 }
@@ -31,7 +32,7 @@ inline at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, con
   const std::int64_t heads = q.size(0), dim = q.size(2), total = k.size(1);
   const at::Tensor qf = q.to(at::kFloat).contiguous();
   at::Tensor out = at::empty({1, heads * dim}, qf.options());
-  const auto dtype = k.scalar_type() == at::kFloat ? DType::F32 : k.scalar_type() == at::kBFloat16 ? DType::BF16 : DType::F16;
+  const DType dtype = dtype_of(k.scalar_type());
   kernels::AttentionShape shape;
   shape.heads = static_cast<std::size_t>(heads);
   shape.kv_heads = static_cast<std::size_t>(k.size(0));

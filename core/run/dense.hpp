@@ -11,6 +11,7 @@
 
 #include "kernels/matvec.hpp"
 #include "run/decode_path.hpp"
+#include "run/weights.hpp"
 
 namespace devicemap {
 
@@ -19,13 +20,7 @@ namespace devicemap {
 inline bool decode_kernel_takes(const at::Tensor& x, const at::Tensor& weight) {
   if (!decode_kernels_in_use() || !x.is_cpu() || !weight.is_cpu() || x.dim() != 2 || weight.dim() != 2) return false;
   if (x.size(0) < 1 || x.size(0) > static_cast<std::int64_t>(kernels::kMaxBatch) || x.size(1) != weight.size(1)) return false;
-  if (weight.stride(1) != 1 || weight.size(0) == 0) return false;
-  const auto t = weight.scalar_type();
-  return t == at::kFloat || t == at::kBFloat16 || t == at::kHalf;
-}
-
-inline DType kernel_dtype(at::ScalarType t) {
-  return t == at::kFloat ? DType::F32 : t == at::kBFloat16 ? DType::BF16 : DType::F16;
+  return weight.stride(1) == 1 && weight.size(0) > 0 && kernels::supports(dtype_of(weight.scalar_type()));
 }
 
 // x·Wᵀ (+ b) for each weight, reading x once: the products of q/k/v or gate/up in one pass over the thread
@@ -37,7 +32,7 @@ inline std::vector<at::Tensor> decode_dense(const at::Tensor& x, std::span<const
   std::vector<kernels::Product> products;
   for (const auto& w : weights) {
     ys.push_back(at::empty({x.size(0), w.size(0)}, xf.options()));
-    products.push_back({{w.data_ptr(), kernel_dtype(w.scalar_type()), static_cast<std::size_t>(w.size(0)),
+    products.push_back({{w.data_ptr(), dtype_of(w.scalar_type()), static_cast<std::size_t>(w.size(0)),
                          static_cast<std::size_t>(w.size(1)), static_cast<std::size_t>(w.stride(0))},
                         ys.back().data_ptr<float>(),
                         static_cast<std::size_t>(w.size(0))});
