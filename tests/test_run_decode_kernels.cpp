@@ -120,6 +120,32 @@ class TestRunDecodeKernels : public QObject {
       QVERIFY(std::set<std::int64_t>(with_kernels.begin(), with_kernels.end()).size() > 3);
     }
   }
+
+  // CPU weights copied out of the mapping (LoadOptions::copy_cpu_weights) hold the same values: the
+  // same logits bit for bit; "disk" weights stay in the file.
+  void copied_weights_run_the_same() {
+    testkit::TempDir dir;
+    RandomCheckpointOptions o;
+    o.dtype = DType::BF16;
+    o.seed = 9;
+    o.stddev = 0.2;
+    write_random_checkpoint(dir.path(), odd_llama(), o);
+    DeviceMap map({{"", Device::cpu()}});
+    map.set("model.layers.2", Device::disk());
+    Model mapped = Model::load(dir.path(), map);
+    LoadOptions copy;
+    copy.copy_cpu_weights = true;
+    Model copied = Model::load(dir.path(), map, copy);
+    const auto& a = mapped.load_report();
+    const auto& b = copied.load_report();
+    QCOMPARE(a.aliased_bytes, a.bytes_by_device.at("cpu") + a.bytes_by_device.at("disk"));
+    QCOMPARE(b.aliased_bytes, b.bytes_by_device.at("disk"));
+    QVERIFY(b.bytes_by_device.at("cpu") > 0);
+    QCOMPARE(b.bytes_by_device.at("cpu"), a.bytes_by_device.at("cpu"));
+    const std::vector<std::int64_t> ids{1, 17, 200, 5, 99};
+    const Logits x = mapped.forward(ids), y = copied.forward(ids);
+    QVERIFY(x.values == y.values);
+  }
 };
 
 QTEST_GUILESS_MAIN(TestRunDecodeKernels)

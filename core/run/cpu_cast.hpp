@@ -9,10 +9,11 @@
 
 namespace devicemap {
 
-// A CPU cast into fresh memory. Large buffers ask for transparent huge pages (Debian's default is
-// "madvise"), which saves the page fault per 4 KiB that otherwise dominates casting gigabytes.
-inline at::Tensor cast_on_cpu(const at::Tensor& source, c10::ScalarType type) {
-  if (source.scalar_type() == type) return source;
+// A CPU cast into fresh memory (`source` itself when it has the type already, unless `copy`). Large
+// buffers ask for transparent huge pages (Debian's default is "madvise"), which saves the page fault per
+// 4 KiB that otherwise dominates casting gigabytes, and the TLB misses of reading them at every token.
+inline at::Tensor cast_on_cpu(const at::Tensor& source, c10::ScalarType type, bool copy = false) {
+  if (source.scalar_type() == type && !copy) return source;
   at::Tensor out = at::empty(source.sizes(), source.options().dtype(type));
   constexpr std::uintptr_t kHuge = std::uintptr_t{2} << 20;
   const auto begin = reinterpret_cast<std::uintptr_t>(out.data_ptr());

@@ -162,7 +162,8 @@ std::unique_ptr<Weights> load_weights(const LoadPlan& plan, const LoadOptions& o
       stored.aliases_file = true;
       (reused ? report.reused_offload_bytes : report.offloaded_bytes) += static_cast<std::uint64_t>(stored.tensor.nbytes());
     } else {
-      stored.tensor = cast_on_cpu(mapped, dtype);  // itself when no cast is needed
+      // Itself when no cast is needed, unless CPU weights are to be copied out of the mapping.
+      stored.tensor = cast_on_cpu(mapped, dtype, options.copy_cpu_weights && load.placement.is_cpu());
     }
     stored.aliases_file = stored.aliases_file || stored.tensor.data_ptr() == static_cast<const void*>(source.bytes.data());
     const auto bytes = static_cast<std::uint64_t>(stored.tensor.nbytes());
