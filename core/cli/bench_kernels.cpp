@@ -1,9 +1,14 @@
 // devicemap bench kernels: the decode kernels' weight streaming rate, per stored dtype and shape, with one
 // thread and with the whole pool, against a read of memory by every core measured in the same run.
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <new>
 #include <random>
 #include <vector>
 
@@ -31,18 +36,23 @@ int bench_kernels(const std::vector<std::string>& argv, std::ostream& out) {
   for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {
     const std::size_t elem = dtype == DType::F32 ? 4 : 2;
     for (const auto& [rows, cols] : shapes) {
-      // Small random bit patterns of the dtype (exponent kept in range), written so every page is real.
-      std::vector<std::uint8_t> w(rows * cols * elem);
-      for (std::size_t i = 0; i < w.size(); i += 2) {
+      // In huge pages, as the runtime's copied and cast weights are (and as the bound's buffer is); small
+      // random bit patterns of the dtype (exponent kept in range), written so every page is real.
+      constexpr std::size_t kHuge = std::size_t{2} << 20;
+      const std::size_t bytes = rows * cols * elem, rounded = (bytes + kHuge - 1) / kHuge * kHuge;
+      std::unique_ptr<std::uint8_t, decltype(&std::free)> w(static_cast<std::uint8_t*>(std::aligned_alloc(kHuge, rounded)), &std::free);
+      if (!w) throw std::bad_alloc();
+      ::madvise(w.get(), rounded, MADV_HUGEPAGE);  // a hint only
+      for (std::size_t i = 0; i < bytes; i += 2) {
         const std::uint16_t v = static_cast<std::uint16_t>(0x3000 | (rng() & 0x0fff));
-        std::memcpy(&w[i], &v, 2);
+        std::memcpy(w.get() + i, &v, 2);
       }
       std::vector<float> x(cols, 0.5f), y(rows);
-      const kernels::Product p{{w.data(), dtype, rows, cols, cols}, y.data(), rows};
+      const kernels::Product p{{w.get(), dtype, rows, cols, cols}, y.data(), rows};
       for (kernels::ThreadPool* pool : {&one, &all}) {
         kernels::matvec({&p, 1}, x.data(), 1, cols, *pool);  // warm-up
         const double us = median_us(9, [&] { kernels::matvec({&p, 1}, x.data(), 1, cols, *pool); });
-        const double gbs = double(w.size()) / us / 1e3;
+        const double gbs = double(bytes) / us / 1e3;
         char name[96];
         std::snprintf(name, sizeof name, "kernels.matvec.%s.%zux%zu.%ut", std::string(torch_name(dtype)).c_str(), rows, cols,
                       pool->size());
