@@ -55,7 +55,7 @@ class TestRunDecodeKernels : public QObject {
     QTest::addColumn<double>("tolerance");
     QTest::newRow("float32") << "float32" << 1e-4;
     QTest::newRow("bfloat16") << "bfloat16" << 0.1;
-    QTest::newRow("float16") << "float16" << 1e-3;  // run as float32 on the CPU: only the weights are 16-bit
+    QTest::newRow("float16") << "float16" << 1e-3;  // float16 matrices, float32 activations on the CPU
   }
 
   void agree_with_libtorch() {

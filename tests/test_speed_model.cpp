@@ -98,12 +98,14 @@ class SpeedModel : public QObject {
     QVERIFY(tight.tokens_per_second > tight.tokens_per_second_without_prefetch);
   }
 
-  void float16_runs_as_float32_on_the_cpu() {
+  void float16_matrices_stay_float16_on_the_cpu() {
     const Skeleton s = open_model("catalog:llama-3.1-8b").skeleton;
     const DeviceMap cpu({{"", Device::cpu()}});
     const auto bf16 = predict_decode_speed(s, cpu, machine("256GiB", -1), {DType::BF16});
     const auto f16 = predict_decode_speed(s, cpu, machine("256GiB", -1), {DType::F16});
-    QCOMPARE(part(f16, "CPU RAM").bytes, 2 * part(bf16, "CPU RAM").bytes);
+    // The decode kernels read float16 matrices as they are; only the norms (1-D) run as float32.
+    QVERIFY(part(f16, "CPU RAM").bytes > part(bf16, "CPU RAM").bytes);
+    QVERIFY(part(f16, "CPU RAM").bytes < 1.001 * part(bf16, "CPU RAM").bytes);
     // On a GPU float16 stays float16.
     const auto gpu = predict_decode_speed(s, DeviceMap({{"", Device::gpu(0)}}), machine(), {DType::F16});
     QCOMPARE(part(gpu, "GPU 0 memory").bytes, part(bf16, "CPU RAM").bytes);

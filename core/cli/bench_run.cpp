@@ -126,7 +126,8 @@ void decode_case(const BenchModel& b, const Skeleton& skeleton, const Machine& m
   // A step reads one row of an untied embedding, not all of it.
   const auto& c = model.config();
   const std::uint64_t embedding = static_cast<std::uint64_t>(c.vocab_size * c.hidden_size) *
-                                  static_cast<std::uint64_t>(dtype_bits(model.load_report().cpu_dtype) / 8);
+                                  static_cast<std::uint64_t>(std::min(dtype_bits(model.load_report().cpu_dtype),
+                                                                      dtype_bits(model.load_report().requested_dtype)) / 8);
   if (!c.tie_word_embeddings && weight_bytes > embedding) weight_bytes -= embedding;
   const double bound = bandwidth * 1e9 / double(weight_bytes), value = r.stats.decode_tokens_per_second();
   const std::string name = "generate." + b.name + "." + label;

@@ -102,7 +102,9 @@ SpeedPrediction predict_decode_speed(const Skeleton& s, const DeviceMap& map, co
     if (!home || !own || block < 0) continue;  // validate() reports uncovered tensors
     const Device exec = own->is_gpu() ? *own : main_gpu ? Device::gpu(*main_gpu) : Device::cpu();
     DType dt = in.dtype && is_floating(weights.dtype) ? *in.dtype : weights.dtype;
-    if (exec.is_cpu() && dt == DType::F16) dt = DType::F32;  // no float16 CPU kernels: the runner casts
+    // No float16 CPU kernels in LibTorch: the runner casts norms and biases; matrices stay float16 for
+    // the decode kernels.
+    if (exec.is_cpu() && dt == DType::F16 && weights.shape.size() != 2) dt = DType::F32;
     const double bytes = double(weights.numel()) * dtype_bits(dt) / 8;
     if (t.tied_to < 0 && home->is_disk()) on_disk += bytes;
     if (t.tied_to < 0 && home->is_cpu()) resident_cpu += bytes;

@@ -48,7 +48,8 @@ inline std::vector<at::Tensor> decode_dense(const at::Tensor& x, std::span<const
 // weight is [out, in] (nn.Linear); bias may be undefined.
 inline at::Tensor dense(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias = {}) {
   if (decode_kernel_takes(x, weight)) return decode_dense(x, {&weight, 1}, {&bias, 1}).front();
-  return at::linear(x, weight, bias);
+  // A matrix kept in its stored dtype (a float16 file on a float32 CPU) meets LibTorch's product cast.
+  return at::linear(x, weight.scalar_type() == x.scalar_type() ? weight : weight.to(x.scalar_type()), bias);
 }
 
 // weight is [in, out] (GPT-2's Conv1D): its rows are not the output's, so one float32 row goes through mv.

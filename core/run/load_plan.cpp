@@ -91,12 +91,14 @@ LoadPlan plan_load(const Checkpoint& checkpoint, const ModelConfig& config, cons
     throw Error("compute dtype " + std::string(torch_name(plan.requested_dtype)) +
                 " is not supported (use float32, bfloat16, float16 or float64)");
   plan.gpu_dtype = plan.requested_dtype;
-  // LibTorch has no float16 matmul on the CPU: what would run there in float16 runs in float32.
+  // LibTorch has no float16 CPU kernels: what would run there in float16 runs in float32, except the
+  // matrices, which the decode kernels read as float16.
   plan.cpu_dtype = plan.requested_dtype == DType::F16 ? DType::F32 : plan.requested_dtype;
   for (const auto& [key, device] : map.entries())
     if (device.is_gpu() && (!plan.main_gpu || device.index < *plan.main_gpu)) plan.main_gpu = device.index;
   if (plan.cpu_dtype != plan.requested_dtype && !plan.main_gpu)
-    plan.notes.push_back("float16 weights run as float32 on the CPU (LibTorch has no float16 CPU kernels)");
+    plan.notes.push_back("float16 matrices stay float16 on the CPU (the decode kernels read them); norms and activations "
+                         "run in float32 (LibTorch has no float16 CPU kernels)");
 
   const DeviceMapIndex index(map);
   std::uint64_t recast_bytes = 0;  // "disk" weights cast every time their block runs
@@ -123,6 +125,10 @@ LoadPlan plan_load(const Checkpoint& checkpoint, const ModelConfig& config, cons
     TensorLoad load{spec.name, &source, *placement, source.dtype, false, false, 0};
     const bool executes_on_gpu = placement->is_gpu() || plan.main_gpu.has_value();
     if (is_floating(source.dtype)) load.stored_dtype = plan.compute_dtype(executes_on_gpu);
+    // float16 matrices that run on the CPU (in float32, LibTorch having no float16 kernels) stay float16:
+    // the decode kernels read them as they would read their float32 cast, with half the bytes per token.
+    load.as_stored = !executes_on_gpu && spec.read_as_stored && plan.cpu_dtype == DType::F32 && source.dtype == DType::F16;
+    if (load.as_stored) load.stored_dtype = source.dtype;
     // Kernels may assume element alignment: bytes that are not aligned in the file are copied.
     const auto element = std::max<std::uint64_t>(1, dtype_bits(source.dtype) / 8);
     const bool aligned = source.file_offset % element == 0;

@@ -31,6 +31,7 @@ struct TensorLoad {
   DType stored_dtype = DType::F32;           // as held on its placement
   bool aliases_file = false;                 // served from a file mapping, zero copy
   bool offload = false;                      // cast once into the offload folder, served from there
+  bool as_stored = false;                    // runs on the CPU in its stored dtype (TensorSpec::read_as_stored)
   std::uint64_t stored_bytes = 0;
 };
 

@@ -7,7 +7,7 @@ using Shape = std::vector<std::int64_t>;
 
 void add_linear(std::vector<TensorSpec>& out, const std::string& name, std::int64_t out_features,
                 std::int64_t in_features, bool bias) {
-  out.push_back({name + ".weight", {out_features, in_features}, {}});
+  out.push_back({name + ".weight", {out_features, in_features}, {}, false, true});
   if (bias) out.push_back({name + ".bias", {out_features}, {}});
 }
 
@@ -34,7 +34,7 @@ std::vector<TensorSpec> llama_tensors(const ModelConfig& c) {
       add_linear(out, name, o, i, bias);
   };
   const std::int64_t q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
-  t.push_back({"model.embed_tokens.weight", {c.vocab_size, c.hidden_size}, {}});
+  t.push_back({"model.embed_tokens.weight", {c.vocab_size, c.hidden_size}, {}, false, true});
   for (std::int64_t i = 0; i < c.num_layers; ++i) {
     const std::string b = block_name(c, i);
     t.push_back({b + ".input_layernorm.weight", {c.hidden_size}, {}});
@@ -49,7 +49,7 @@ std::vector<TensorSpec> llama_tensors(const ModelConfig& c) {
   }
   t.push_back({"model.norm.weight", {c.hidden_size}, {}});
   t.push_back({"lm_head.weight", {c.vocab_size, c.hidden_size},
-               c.tie_word_embeddings ? "model.embed_tokens.weight" : ""});
+               c.tie_word_embeddings ? "model.embed_tokens.weight" : "", false, true});
   return t;
 }
 
@@ -67,8 +67,8 @@ void add_layer_norm(std::vector<TensorSpec>& out, const std::string& name, std::
 std::vector<TensorSpec> gpt2_tensors(const ModelConfig& c) {
   std::vector<TensorSpec> t;
   const std::int64_t e = c.hidden_size;
-  t.push_back({"transformer.wte.weight", {c.vocab_size, e}, {}});
-  t.push_back({"transformer.wpe.weight", {c.max_position_embeddings, e}, {}});
+  t.push_back({"transformer.wte.weight", {c.vocab_size, e}, {}, false, true});
+  t.push_back({"transformer.wpe.weight", {c.max_position_embeddings, e}, {}, false, true});
   for (std::int64_t i = 0; i < c.num_layers; ++i) {
     const std::string b = block_name(c, i);
     add_layer_norm(t, b + ".ln_1", e);
@@ -79,7 +79,7 @@ std::vector<TensorSpec> gpt2_tensors(const ModelConfig& c) {
     add_conv1d(t, b + ".mlp.c_proj", c.intermediate_size, e);
   }
   add_layer_norm(t, "transformer.ln_f", e);
-  t.push_back({"lm_head.weight", {c.vocab_size, e}, c.tie_word_embeddings ? "transformer.wte.weight" : ""});
+  t.push_back({"lm_head.weight", {c.vocab_size, e}, c.tie_word_embeddings ? "transformer.wte.weight" : "", false, true});
   return t;
 }
 

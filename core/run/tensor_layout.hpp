@@ -15,6 +15,9 @@ struct TensorSpec {
   std::vector<std::int64_t> shape;   // as stored in the checkpoint
   std::string tied_to;               // non-empty: shares that tensor's weights and is not loaded itself
   bool optional = false;             // used when the checkpoint has it (a GPTQ layer's bias, g_idx)
+  // An [out, in] Linear weight or an embedding: the CPU reads it in its stored dtype (the decode
+  // kernels convert in registers; a lookup takes a row), so a float32 CPU keeps it as the file has it.
+  bool read_as_stored = false;
 };
 
 // Every parameter the forward pass reads, in execution order (embeddings, blocks, final norm, head).

@@ -34,21 +34,24 @@ const StoredTensor& Weights::stored(std::string_view name) const {
 
 namespace {
 
-c10::ScalarType dtype_on(const at::Tensor& t, const ExecutionPolicy& policy, const c10::Device& device) {
+c10::ScalarType dtype_on(const StoredTensor& s, const ExecutionPolicy& policy, const c10::Device& device) {
+  const at::Tensor& t = s.tensor;
+  if (s.as_stored && device.is_cpu()) return t.scalar_type();
   return at::isFloatingType(t.scalar_type()) ? policy.compute_dtype(device) : t.scalar_type();
 }
 
 }  // namespace
 
 bool Weights::needs_transfer(std::string_view name, const c10::Device& device) const {
-  const at::Tensor& t = stored(name).tensor;
-  return t.device() != device || t.scalar_type() != dtype_on(t, policy_, device);
+  const StoredTensor& s = stored(name);
+  return s.tensor.device() != device || s.tensor.scalar_type() != dtype_on(s, policy_, device);
 }
 
 at::Tensor Weights::fetch(std::string_view name, const c10::Device& device) const {
-  const at::Tensor& t = stored(name).tensor;
+  const StoredTensor& s = stored(name);
+  const at::Tensor& t = s.tensor;
   // to() returns the tensor itself when device and dtype already match: resident weights cost nothing.
-  const auto dtype = dtype_on(t, policy_, device);
+  const auto dtype = dtype_on(s, policy_, device);
   if (t.is_cpu() && device.is_cpu()) return cast_on_cpu(t, dtype);  // a "disk" tensor run in another dtype
   return t.to(device, dtype);
 }

@@ -34,6 +34,7 @@ struct StoredTensor {
   at::Tensor tensor;    // on its GPU, in RAM, or aliasing the checkpoint's mapping
   Device placement;     // as the device map says
   bool aliases_file = false;  // zero copy: the bytes are the checkpoint file's pages
+  bool as_stored = false;     // the CPU reads it in its own dtype, not the compute dtype (a 16-bit matrix)
 };
 
 class Weights {
