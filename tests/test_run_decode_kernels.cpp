@@ -79,6 +79,21 @@ class TestRunDecodeKernels : public QObject {
       KernelsOff off;
       reference.forward(prompt);
     }
+    // A prompt longer than the kernels' 8 rows: float16 matrices go through them in blocks of 8 (here 2
+    // full and one of 5), the other dtypes through LibTorch's matrix multiply.
+    std::vector<std::int64_t> long_prompt(21);
+    for (std::size_t i = 0; i < long_prompt.size(); ++i) long_prompt[i] = static_cast<std::int64_t>((i * 37 + 3) % 301);
+    const Logits whole = fast.evaluate(long_prompt);
+    Logits whole_reference;
+    {
+      KernelsOff off;
+      whole_reference = reference.evaluate(long_prompt);
+    }
+    for (std::int64_t p = 0; p < whole.positions; ++p) {
+      const double err = relative_error(whole.row(p), whole_reference.row(p));
+      QVERIFY2(err < tolerance, qPrintable(QString("prompt position %1: relative error %2").arg(p).arg(err)));
+    }
+
     // The same weights computed in float32 throughout (bfloat16 → float32 is exact).
     LoadOptions in_f32;
     in_f32.dtype = DType::F32;

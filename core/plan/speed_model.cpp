@@ -114,7 +114,9 @@ SpeedPrediction predict_decode_speed(const Skeleton& s, const DeviceMap& map, co
     const bool recast = home->is_disk() && !in.offload_folder && is_floating(weights.dtype) && weights.dtype != dt;
     // Reading the stored bytes, the kernel zeroing the fresh buffer, and writing the cast into it.
     const double recast_bytes = recast ? double(weights.numel()) * dtype_bits(weights.dtype) / 8 + 2 * bytes : 0;
-    const double rate = dt == DType::BF16 && machine.cpu_gflops_bf16 > 0 ? machine.cpu_gflops_bf16 : machine.cpu_gflops;
+    // float16 matrices stream through the same 16-bit path of the decode kernels as bfloat16 ones.
+    const bool sixteen = dt == DType::BF16 || (dt == DType::F16 && exec.is_cpu());
+    const double rate = sixteen && machine.cpu_gflops_bf16 > 0 ? machine.cpu_gflops_bf16 : machine.cpu_gflops;
     const double flop_seconds = exec.is_cpu() && rate > 0 ? 2.0 * double(weights.numel()) / (rate * 1e9) : 0;
     if (exec.is_cpu() && rate <= 0) compute_unknown = true;
     reads.push_back({block, *home, exec, bytes, flop_seconds, recast_bytes});
