@@ -13,6 +13,7 @@
 
 #include "kernels/matvec.hpp"
 #include "kernels/thread_pool.hpp"
+#include "kernels/widen.hpp"
 
 using namespace devicemap;
 using namespace devicemap::kernels;
@@ -149,6 +150,25 @@ class KernelsTest : public QObject {
     const Product one{k.view(), alone.data(), 24};
     matvec({&one, 1}, x.data(), batch, cols);
     QVERIFY(alone == yk);
+  }
+
+  void widening_is_exact_on_every_target() {
+    std::mt19937 rng(13);
+    ThreadPool pool(2);
+    // More than one of the pool's 1 Mi-element pieces, and an odd tail.
+    const std::size_t n = (std::size_t{1} << 20) + 37;
+    for (const auto& target : runnable_targets()) {
+      restrict_targets(target);
+      for (DType dtype : {DType::BF16, DType::F16, DType::F32}) {
+        const StoredMatrix m = random_matrix(dtype, 1, n, n, rng);
+        std::vector<float> out(n + 1, -3.0f);
+        widen_to_f32(m.bytes.data(), dtype, out.data(), n, pool);
+        for (std::size_t i = 0; i < n; ++i)
+          if (double(out[i]) != m.values[i])
+            QFAIL(qPrintable(QString("%1 %2: element %3 is %4, not %5").arg(target.c_str(), torch_name(dtype).data()).arg(i).arg(out[i]).arg(m.values[i])));
+        QCOMPARE(out[n], -3.0f);  // nothing written past the end
+      }
+    }
   }
 
   void refuses_what_it_cannot_do() {

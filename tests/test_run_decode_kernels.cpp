@@ -79,8 +79,8 @@ class TestRunDecodeKernels : public QObject {
       KernelsOff off;
       reference.forward(prompt);
     }
-    // A prompt longer than the kernels' 8 rows: float16 matrices go through them in blocks of 8 (here 2
-    // full and one of 5), the other dtypes through LibTorch's matrix multiply.
+    // A prompt longer than the kernels' 8 rows goes through LibTorch's matrix multiply; float16 matrices
+    // are widened to float32 for it (kernels/widen.hpp).
     std::vector<std::int64_t> long_prompt(21);
     for (std::size_t i = 0; i < long_prompt.size(); ++i) long_prompt[i] = static_cast<std::int64_t>((i * 37 + 3) % 301);
     const Logits whole = fast.evaluate(long_prompt);
