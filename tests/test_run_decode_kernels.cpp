@@ -136,8 +136,8 @@ class TestRunDecodeKernels : public QObject {
     }
   }
 
-  // CPU weights copied out of the mapping (LoadOptions::copy_cpu_weights) hold the same values: the
-  // same logits bit for bit; "disk" weights stay in the file.
+  // CPU weights copied out of the mapping (the default) and run from it (LoadOptions::map_cpu_weights)
+  // hold the same values: the same logits bit for bit; "disk" weights stay in the file either way.
   void copied_weights_run_the_same() {
     testkit::TempDir dir;
     RandomCheckpointOptions o;
@@ -147,10 +147,10 @@ class TestRunDecodeKernels : public QObject {
     write_random_checkpoint(dir.path(), odd_llama(), o);
     DeviceMap map({{"", Device::cpu()}});
     map.set("model.layers.2", Device::disk());
-    Model mapped = Model::load(dir.path(), map);
-    LoadOptions copy;
-    copy.copy_cpu_weights = true;
-    Model copied = Model::load(dir.path(), map, copy);
+    LoadOptions map_them;
+    map_them.map_cpu_weights = true;
+    Model mapped = Model::load(dir.path(), map, map_them);
+    Model copied = Model::load(dir.path(), map);
     const auto& a = mapped.load_report();
     const auto& b = copied.load_report();
     QCOMPARE(a.aliased_bytes, a.bytes_by_device.at("cpu") + a.bytes_by_device.at("disk"));

@@ -191,10 +191,10 @@ int bench_generate(const std::vector<std::string>& argv, std::ostream& out) {
     out << "(decode kernels: " << kernels::dispatch_target() << ", " << kernels::ThreadPool::shared().size() << " threads)\n";
   const auto prefill = static_cast<std::int64_t>(args.get_u64("prefill", 512));
   decode_case(b, skeleton, machine, b.map, true, tokens, "decode", bandwidth, out, prefill);
-  // The same placement with CPU weights copied out of the mapping: what the page cache's pages cost.
-  b.options.copy_cpu_weights = true;
-  decode_case(b, skeleton, machine, b.map, true, tokens, "decode.copied", bandwidth, out);
-  b.options.copy_cpu_weights = false;
+  // The same placement with CPU weights run from the file mapping: what the page cache's pages cost.
+  b.options.map_cpu_weights = true;
+  decode_case(b, skeleton, machine, b.map, true, tokens, "decode.mapped", bandwidth, out);
+  b.options.map_cpu_weights = false;
   // The same placement through LibTorch's own products: what the kernels replace.
   use_decode_kernels(false);
   decode_case(b, skeleton, machine, b.map, true, tokens, "decode.libtorch", bandwidth, out);

@@ -47,8 +47,8 @@ const char* const kUsage =
     "  --format text|json                       json: one object with ids, text, stop reason and speeds\n"
     "  --stats                                  load and speed figures on standard error\n"
     "  --no-prefetch                            fetch offloaded blocks only when they run\n"
-    "  --copy-weights                           copy CPU weights out of the file mapping into huge pages\n"
-    "                                           (slower load; faster decode when the page cache is fragmented)\n"
+    "  --map-weights                            run CPU weights from the file mapping instead of copying them\n"
+    "                                           into huge pages (instant load; slower decode: small pages)\n"
     "  --no-memory-check                        load even when a device seems too small\n"
     "planning (without --device-map); --dtype and --offload-folder also apply to loading:\n";
 
@@ -118,7 +118,7 @@ int run_command(Invocation& inv) {
   options.insert({"device-map", "prompt", "prompt-ids", "max-new-tokens", "temperature", "top-k", "top-p",
                   "repetition-penalty", "seed", "format", "output"});
   auto flags = planning_flags();
-  flags.insert({"help", "greedy", "sample", "stats", "no-prefetch", "no-memory-check", "copy-weights"});
+  flags.insert({"help", "greedy", "sample", "stats", "no-prefetch", "no-memory-check", "map-weights"});
   const Args args(inv.args, options, flags);
   if (args.flag("help")) {
     inv.out << kUsage << kPlanningHelp;
@@ -151,7 +151,7 @@ int run_command(Invocation& inv) {
   }
   if (auto f = args.get("offload-folder")) load.offload_folder = *f;
   load.prefetch = !args.flag("no-prefetch");
-  load.copy_cpu_weights = args.flag("copy-weights");
+  load.map_cpu_weights = args.flag("map-weights");
   load.check_memory = !args.flag("no-memory-check");
 
   // The prompt: ids as given, or text through the model's tokenizer.

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -40,6 +41,14 @@ MappedFile::MappedFile(const std::filesystem::path& path) : path_(path) {
   ::madvise(p, size, MADV_SEQUENTIAL);
   data_ = static_cast<const std::byte*>(p);
   size_ = size;
+}
+
+void MappedFile::release(std::span<const std::byte> range) const {
+  if (range.empty() || range.data() < data_ || range.data() + range.size() > data_ + size_) return;
+  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<std::uintptr_t>(range.data()) & ~(page - 1);
+  const auto end = reinterpret_cast<std::uintptr_t>(range.data() + range.size());
+  ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);  // a read-only map: nothing is lost
 }
 
 MappedFile::~MappedFile() {

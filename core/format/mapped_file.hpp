@@ -22,6 +22,11 @@ class MappedFile {
   std::span<const std::byte> bytes() const { return {data_, size_}; }
   std::size_t size() const { return size_; }
 
+  // Drops this process's pages of `range` (part of bytes()) once its data was copied elsewhere: the page
+  // cache keeps the file and a later read faults it back in, but the copy no longer counts twice in the
+  // process's memory. Pages shared with a neighbouring range are dropped too (they fault back in).
+  void release(std::span<const std::byte> range) const;
+
  private:
   std::filesystem::path path_;
   const std::byte* data_ = nullptr;

@@ -162,10 +162,11 @@ std::unique_ptr<Weights> load_weights(const LoadPlan& plan, const LoadOptions& o
       stored.aliases_file = true;
       (reused ? report.reused_offload_bytes : report.offloaded_bytes) += static_cast<std::uint64_t>(stored.tensor.nbytes());
     } else {
-      // Itself when no cast is needed, unless CPU weights are to be copied out of the mapping.
-      stored.tensor = cast_on_cpu(mapped, dtype, options.copy_cpu_weights && load.placement.is_cpu());
+      // "cpu" weights are copied out of the mapping unless asked not to; "disk" ones stay in it.
+      stored.tensor = cast_on_cpu(mapped, dtype, !options.map_cpu_weights && load.placement.is_cpu());
     }
     stored.aliases_file = stored.aliases_file || stored.tensor.data_ptr() == static_cast<const void*>(source.bytes.data());
+    if (!stored.aliases_file && source.mapping) source.mapping->release(source.bytes);
     const auto bytes = static_cast<std::uint64_t>(stored.tensor.nbytes());
     report.bytes_by_device[load.placement.name()] += bytes;
     if (stored.aliases_file) report.aliased_bytes += bytes;
