@@ -6,6 +6,8 @@
 
 #include "kernels/load_f32-inl.hpp"
 
+#include "kernels/element_type.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -19,7 +21,7 @@ namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
 // Rounds to the nearest bfloat16 (ties to even), as a bfloat16 tensor op stores its result.
-inline float RoundBF16(float f) { return hwy::F32FromBF16(hwy::BF16FromF32(f)); }
+inline float RoundBF16(float f) { return round_to_bf16(f); }
 
 // Sum over the first `n` elements of a · b, with the tail read through zero-padded copies.
 template <class T>

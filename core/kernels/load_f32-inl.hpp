@@ -30,6 +30,17 @@ HWY_INLINE hwy::HWY_NAMESPACE::Vec<DF> LoadF32(DF df, const T* p) {
   }
 }
 
+// Each lane rounded to the nearest bfloat16 (ties to even), as a float; finite inputs only (a NaN may
+// turn into an infinity). Highway 1.0.3's DemoteTo to bfloat16 truncates, so stores round with this first.
+HWY_INLINE hwy::HWY_NAMESPACE::Vec<DF> RoundBF16(DF df, hwy::HWY_NAMESPACE::Vec<DF> v) {
+  namespace hn = hwy::HWY_NAMESPACE;
+  const hn::RebindToUnsigned<DF> du;
+  auto bits = hn::BitCast(du, v);
+  const auto lsb = hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u));
+  bits = hn::And(hn::Add(bits, hn::Add(hn::Set(du, 0x7FFFu), lsb)), hn::Set(du, 0xFFFF0000u));
+  return hn::BitCast(df, bits);
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace devicemap::kernels
 HWY_AFTER_NAMESPACE();

@@ -13,6 +13,7 @@
 #include "run/prefetcher.hpp"
 #include "run/rope.hpp"
 #include "run/tensor_layout.hpp"
+#include "run/token_ops.hpp"
 #include "run/transformer.hpp"
 #include "run/weights.hpp"
 
@@ -21,6 +22,7 @@ namespace {
 
 // transformers' LlamaRMSNorm: normalise in float32, cast back, then scale.
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  if (rms_norm_takes(x, weight)) return rms_norm_kernel(x, weight, eps);
   const at::Tensor f = x.to(at::kFloat);
   const at::Tensor normed = f.mul(at::rsqrt(f.pow(2).mean(-1, true).add(eps)));
   return weight.mul(normed.to(x.scalar_type()));
@@ -77,6 +79,9 @@ class Llama final : public Transformer {
       cached_.push_back({cos_.to(device, dtype), sin_.to(device, dtype)});
       return {cached_.back().cos, cached_.back().sin};
     }
+    // In float32 on the CPU, for the rotary kernel (which rounds them to the dtype as it goes).
+    const at::Tensor& cos() const { return cos_; }
+    const at::Tensor& sin() const { return sin_; }
 
    private:
     struct Entry {
@@ -131,23 +136,42 @@ class Llama final : public Transformer {
     const auto device = attention_device(index);
     h = move(h, device);
     const at::Tensor x = rms_norm(h, p_.fetch(b + ".input_layernorm.weight", device), c_.norm_eps);
-    const auto qkv = linears(b + ".self_attn.", {"q_proj", "k_proj", "v_proj"}, x, device);
+    auto qkv = linears(b + ".self_attn.", {"q_proj", "k_proj", "v_proj"}, x, device);
+    // A decode step rotates the projections' rows in place, before they are viewed as heads.
+    const bool kernels = token_ops_take(qkv[0]) && token_ops_take(qkv[1]) && qkv[0].scalar_type() == qkv[1].scalar_type();
+    if (kernels) {
+      rotary_kernel(qkv[0], c_.num_heads, c_.head_dim, rotary.cos(), rotary.sin());
+      rotary_kernel(qkv[1], c_.num_kv_heads, c_.head_dim, rotary.cos(), rotary.sin());
+    }
     at::Tensor q = qkv[0].view({n, c_.num_heads, c_.head_dim}).transpose(0, 1);
     at::Tensor k = qkv[1].view({n, c_.num_kv_heads, c_.head_dim}).transpose(0, 1);
     at::Tensor v = qkv[2].view({n, c_.num_kv_heads, c_.head_dim}).transpose(0, 1);
-    const auto [cos, sin] = rotary.on(device, h.scalar_type());
-    q = q.mul(cos).add(rotate_half(q).mul(sin));
-    k = k.mul(cos).add(rotate_half(k).mul(sin));
+    if (!kernels) {
+      const auto [cos, sin] = rotary.on(device, h.scalar_type());
+      q = q.mul(cos).add(rotate_half(q).mul(sin));
+      k = k.mul(cos).add(rotate_half(k).mul(sin));
+    }
     if (cache) std::tie(k, v) = cache->append(index, k, v);
     const at::Tensor attended = attention(q, k, v, past, scale_, c_.sliding_window);
-    h = h.add(linear(b + ".self_attn.o_proj", attended, device));
+    h = residual(h, linear(b + ".self_attn.o_proj", attended, device));
 
     const auto mlp_device = w_.execution_device(b + ".mlp.gate_proj" + main_tensor());
     h = move(h, mlp_device);
     const at::Tensor y = rms_norm(h, p_.fetch(b + ".post_attention_layernorm.weight", mlp_device), c_.norm_eps);
     const auto gate_up = linears(b + ".mlp.", {"gate_proj", "up_proj"}, y, mlp_device);
-    const at::Tensor gated = at::silu(gate_up[0]).mul(gate_up[1]);
-    return h.add(linear(b + ".mlp.down_proj", gated, mlp_device));
+    const at::Tensor gated = token_ops_take(gate_up[0]) && gate_up[1].scalar_type() == gate_up[0].scalar_type()
+                                 ? silu_mul_kernel(gate_up[0], gate_up[1])
+                                 : at::silu(gate_up[0]).mul(gate_up[1]);
+    return residual(h, linear(b + ".mlp.down_proj", gated, mlp_device));
+  }
+
+  // h + y: in place on a decode step's CPU rows (h is this forward's own tensor), else LibTorch's add.
+  static at::Tensor residual(at::Tensor h, const at::Tensor& y) {
+    if (token_ops_take(h) && token_ops_take(y) && y.scalar_type() == h.scalar_type() && y.sizes() == h.sizes()) {
+      add_kernel(h, y);
+      return h;
+    }
+    return h.add(y);
   }
 
   const ModelConfig& c_;
