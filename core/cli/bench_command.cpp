@@ -85,7 +85,7 @@ int bench_command(Invocation& inv) {
                "  kernels              decode kernels' weight streaming, per dtype and shape, vs memory read\n"
 #ifdef DEVICEMAP_HAVE_RUN_COMMANDS
                "  load MODEL           load throughput vs a plain read of the same files; peak RSS vs CPU bytes\n"
-               "  generate MODEL [--tokens N] [--prefill N]\n"
+               "  generate MODEL [--tokens N] [--prefill N] [--cases decode,mapped,libtorch,half_disk]\n"
                "                       decode tok/s (kernels and LibTorch) vs weight bytes per token over measured\n"
                "                       memory bandwidth; prefill tok/s of an N-token prompt\n"
                "every ratio is value / bound (for a rate: the fraction of the bound reached)\n"

@@ -261,11 +261,17 @@ int run_command(Invocation& inv) {
     inv.out << "\n";
   }
   if (stats) {
-    char line[200];
-    std::snprintf(line, sizeof line, "%lld prompt tokens at %.1f tok/s, %lld new at %.1f tok/s (stop: %s)\n",
-                  static_cast<long long>(st.prompt_tokens), st.prefill_tokens_per_second(),
-                  static_cast<long long>(st.new_tokens), st.decode_tokens_per_second(), stop_name(result.stop).c_str());
+    char line[320];
+    std::snprintf(line, sizeof line,
+                  "%lld prompt tokens at %.1f tok/s (their forward pass and the first token's choice), %lld new at %.1f tok/s "
+                  "(the %lld decode steps after the first token; stop: %s)\n",
+                  static_cast<long long>(st.prompt_tokens), st.prefill_tokens_per_second(), static_cast<long long>(st.new_tokens),
+                  st.decode_tokens_per_second(), static_cast<long long>(st.decode_steps), stop_name(result.stop).c_str());
     inv.err << line;
+    if (model.load_report().aliased_bytes > 0)
+      inv.err << "note: " << format_size(model.load_report().aliased_bytes)
+              << " of weights run from the files' mappings: this first pass also pays their page faults"
+                 " (`bench generate` times a second pass)\n";
     inv.err << "peak memory: " << format_size(peak_resident_bytes()) << " resident in RAM (the whole process; mapped weights count once read)\n";
     for (const auto& [device, bytes] : model.kv_cache_held_bytes())
       inv.err << "KV cache: " << format_size(bytes) << " on " << device << "\n";
