@@ -81,6 +81,30 @@ class TestRunConfig : public QObject {
     QCOMPARE(c.torch_dtype, std::optional<DType>(DType::BF16));
     QCOMPARE(c.eos_token_ids, (std::vector<std::int64_t>{128001, 128009}));
 
+    // Qwen3: q/k norms; a window only with use_sliding_window, on the layers from max_window_layers on
+    // (llama_base has 4 layers), or as layer_types lists them.
+    auto q3 = llama_base();
+    q3["model_type"] = "qwen3";
+    q3["sliding_window"] = 4096;
+    c = ModelConfig::from_json(q3);
+    QVERIFY(c.qk_norm && !c.qkv_bias && !c.sliding_window && !c.window_of(3));
+    q3["use_sliding_window"] = true;
+    q3["max_window_layers"] = 2;
+    c = ModelConfig::from_json(q3);
+    QVERIFY(!c.window_of(0) && !c.window_of(1));
+    QCOMPARE(c.window_of(2), std::optional<std::int64_t>(4096));
+    QCOMPARE(c.window_of(3), std::optional<std::int64_t>(4096));
+    q3["layer_types"] = json::array({"sliding_attention", "full_attention", "full_attention", "sliding_attention"});
+    c = ModelConfig::from_json(q3);
+    QVERIFY(c.window_of(0) && !c.window_of(1) && !c.window_of(2) && c.window_of(3));
+    q3["layer_types"] = json::array({"sliding_attention", "chunked_attention", "full_attention", "full_attention"});
+    auto e = error_of([&] { ModelConfig::from_json(q3, "q3/config.json"); });
+    QVERIFY2(contains(e, "q3/config.json") && contains(e, "layer_types") && contains(e, "chunked_attention"), e.c_str());
+    q3["layer_types"] = json::array({"full_attention"});
+    QVERIFY(contains(error_of([&] { ModelConfig::from_json(q3); }), "one type per layer"));
+    // Mistral slides on every layer.
+    QVERIFY(ModelConfig::from_json(m).window_of(3));
+
     auto a = llama_base();  // no model_type: guessed from architectures
     a.erase("model_type");
     a["architectures"] = json::array({"LlamaForCausalLM"});

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <fstream>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -93,6 +94,10 @@ class RandomLlama {
       linear(b + "self_attn.k_proj", KVH * D, E, c_.qkv_bias);
       linear(b + "self_attn.v_proj", KVH * D, E, c_.qkv_bias);
       linear(b + "self_attn.o_proj", E, H * D, c_.out_proj_bias);
+      if (qwen3()) {
+        add(b + "self_attn.q_norm.weight", {D}, 0.1f, 1.0f);
+        add(b + "self_attn.k_norm.weight", {D}, 0.1f, 1.0f);
+      }
       add(b + "post_attention_layernorm.weight", {E}, 0.1f, 1.0f);
       linear(b + "mlp.gate_proj", F, E, c_.mlp_bias);
       linear(b + "mlp.up_proj", F, E, c_.mlp_bias);
@@ -170,8 +175,13 @@ class RandomLlama {
       std::vector<std::vector<double>> q(n), k(n), v(n);
       for (std::size_t p = 0; p < n; ++p) {
         const auto x = rms_norm(h[p], b + "input_layernorm.weight");
-        q[p] = rotate(linear(x, b + "self_attn.q_proj", H * D, E), H, p, inv_freq);
-        k[p] = rotate(linear(x, b + "self_attn.k_proj", KVH * D, E), KVH, p, inv_freq);
+        auto qp = linear(x, b + "self_attn.q_proj", H * D, E), kp = linear(x, b + "self_attn.k_proj", KVH * D, E);
+        if (qwen3()) {  // Qwen3Attention: q_norm / k_norm over each head, before the rotation
+          qp = per_head_norm(qp, H, b + "self_attn.q_norm.weight");
+          kp = per_head_norm(kp, KVH, b + "self_attn.k_norm.weight");
+        }
+        q[p] = rotate(qp, H, p, inv_freq);
+        k[p] = rotate(kp, KVH, p, inv_freq);
         v[p] = linear(x, b + "self_attn.v_proj", KVH * D, E);
       }
       for (std::size_t p = 0; p < n; ++p) {
@@ -181,7 +191,7 @@ class RandomLlama {
           std::vector<double> s(p + 1, -INFINITY);
           double top = -INFINITY, sum = 0;
           for (std::size_t j = 0; j <= p; ++j) {
-            if (c_.sliding_window && p - j >= std::size_t(*c_.sliding_window)) continue;
+            if (window(l) && p - j >= std::size_t(*window(l))) continue;
             s[j] = 0;
             for (int d = 0; d < D; ++d) s[j] += q[p][hd * D + d] * k[j][g * D + d];
             s[j] /= std::sqrt(double(D));
@@ -208,6 +218,29 @@ class RandomLlama {
   }
 
  private:
+  bool qwen3() const { return variant_.config.value("model_type", "") == "qwen3"; }
+
+  // The window of layer l, straight from config.json as transformers' configs read it: Mistral slides
+  // on every layer; Qwen2/Qwen3 only with use_sliding_window, from max_window_layers on.
+  std::optional<std::int64_t> window(int l) const {
+    const json& j = variant_.config;
+    if (!j.contains("sliding_window") || j["sliding_window"].is_null()) return std::nullopt;
+    const std::string type = j.value("model_type", "");
+    if (type == "mistral") return j["sliding_window"].get<std::int64_t>();
+    if ((type == "qwen2" || type == "qwen3") && j.value("use_sliding_window", false) && l >= j.value("max_window_layers", 28))
+      return j["sliding_window"].get<std::int64_t>();
+    return std::nullopt;
+  }
+
+  std::vector<double> per_head_norm(std::vector<double> x, int heads, const std::string& name) const {
+    for (int hd = 0; hd < heads; ++hd) {
+      const std::vector<double> head(x.begin() + hd * D, x.begin() + (hd + 1) * D);
+      const auto normed = rms_norm(head, name);
+      std::copy(normed.begin(), normed.end(), x.begin() + hd * D);
+    }
+    return x;
+  }
+
   std::vector<double> row(const std::string& name, std::int64_t r, int width) const {
     const auto& w = w_.at(name);
     return {w.begin() + r * width, w.begin() + (r + 1) * width};
@@ -286,7 +319,14 @@ class TestRunLlama : public QObject {
     auto mistral = base_config("mistral");
     mistral["sliding_window"] = 4;
     mistral["torch_dtype"] = "float16";
+    // Qwen3: q/k norms, biases on all four projections, a window of 4 on the second layer only.
+    auto qwen3 = base_config("qwen3");
+    qwen3["attention_bias"] = true;
+    qwen3["use_sliding_window"] = true;
+    qwen3["sliding_window"] = 4;
+    qwen3["max_window_layers"] = 1;
     QTest::newRow("qwen2 biases, untied head") << QString::fromStdString(qwen2.dump()) << false;
+    QTest::newRow("qwen3 q/k norms, biases, window on layer 1") << QString::fromStdString(qwen3.dump()) << false;
     QTest::newRow("llama3 rope scaling, biases") << QString::fromStdString(llama3.dump()) << false;
     QTest::newRow("mistral sliding window, float16") << QString::fromStdString(mistral.dump()) << true;
     for (const bool desc_act : {false, true}) {

@@ -23,14 +23,22 @@ std::vector<ModuleRule> decoder_tree(std::vector<ModuleRule> block) {
   return rows;
 }
 
-// Llama, Mistral, Qwen2: separate q/k/v/o projections (biases where the config asks) and a gated MLP.
-std::vector<ModuleRule> llama_like(bool o_proj_bias) {
-  return decoder_tree({
+// Llama, Mistral, Qwen2, Qwen3: separate q/k/v/o projections (biases where the config asks) and a gated
+// MLP; Qwen3 adds an RMSNorm over each head of q and of k, registered after o_proj.
+std::vector<ModuleRule> llama_like(bool o_proj_bias, bool qk_norm = false) {
+  std::vector<ModuleRule> attention{
       {"model.layers.#.self_attn", "{}Attention", ""},
       {"model.layers.#.self_attn.q_proj", "Linear", "weight=NH*D,H;bias?=NH*D"},
       {"model.layers.#.self_attn.k_proj", "Linear", "weight=KV*D,H;bias?=KV*D"},
       {"model.layers.#.self_attn.v_proj", "Linear", "weight=KV*D,H;bias?=KV*D"},
       {"model.layers.#.self_attn.o_proj", "Linear", o_proj_bias ? "weight=H,NH*D;bias?=H" : "weight=H,NH*D"},
+  };
+  if (qk_norm) {
+    attention.push_back({"model.layers.#.self_attn.q_norm", "{}RMSNorm", "weight=D"});
+    attention.push_back({"model.layers.#.self_attn.k_norm", "{}RMSNorm", "weight=D"});
+  }
+  std::vector<ModuleRule> block = std::move(attention);
+  block.insert(block.end(), {
       {"model.layers.#.mlp", "{}MLP", ""},
       {"model.layers.#.mlp.gate_proj", "Linear", "weight=I,H"},
       {"model.layers.#.mlp.up_proj", "Linear", "weight=I,H"},
@@ -39,6 +47,7 @@ std::vector<ModuleRule> llama_like(bool o_proj_bias) {
       {"model.layers.#.input_layernorm", "{}RMSNorm", "weight=H"},
       {"model.layers.#.post_attention_layernorm", "{}RMSNorm", "weight=H"},
   });
+  return decoder_tree(std::move(block));
 }
 
 const std::vector<BufferRule> kRotary{{"model.rotary_emb.inv_freq", "D/2", DType::F32, false}};
@@ -46,13 +55,14 @@ const std::vector<BufferRule> kRotary{{"model.rotary_emb.inv_freq", "D/2", DType
 const std::vector<Architecture>& table() {
   static const std::vector<Architecture> rows = [] {
     std::vector<Architecture> t;
-    auto llama = [&](std::string_view type, std::string_view prefix, bool qkv_bias, bool o_bias) {
+    auto llama = [&](std::string_view type, std::string_view prefix, bool qkv_bias, bool o_bias, bool qk_norm = false) {
       t.push_back({type, prefix, "{}DecoderLayer", "model.layers", "model.embed_tokens.weight", "lm_head.weight",
-                   qkv_bias, false, llama_like(o_bias), kRotary});
+                   qkv_bias, false, llama_like(o_bias, qk_norm), kRotary});
     };
     llama("llama", "Llama", false, true);
     llama("mistral", "Mistral", false, false);
     llama("qwen2", "Qwen2", true, false);
+    llama("qwen3", "Qwen3", false, true, true);
 
     t.push_back({"mixtral", "Mixtral", "{}DecoderLayer", "model.layers", "model.embed_tokens.weight", "lm_head.weight",
                  false, false,

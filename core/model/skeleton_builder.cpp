@@ -14,6 +14,14 @@
 namespace devicemap {
 namespace {
 
+// "llama, mistral, …": the architecture table's model types, for messages.
+std::string known_types_list() {
+  std::string out;
+  for (const auto t : known_model_types()) out += (out.empty() ? "" : ", ") + std::string(t);
+  return out;
+}
+
+
 using Symbols = std::map<std::string, std::int64_t, std::less<>>;
 
 std::int64_t get_int(const nlohmann::json& c, std::initializer_list<const char*> keys, std::int64_t fallback) {
@@ -229,8 +237,7 @@ Skeleton generic_skeleton(const Checkpoint& ckpt) {
   if (std::any_of(s.modules.begin(), s.modules.end(), [](const auto& m) { return m.is_layer; }))
     s.no_split_module_classes = {"Block"};
   s.warnings.push_back("model_type '" + s.model_type + "' is not in the architecture table; the module tree was " +
-                       "guessed from tensor names (numbered blocks are kept whole). Known types: llama, mistral, " +
-                       "qwen2, mixtral, phi3, gpt2, bloom");
+                       "guessed from tensor names (numbered blocks are kept whole). Known types: " + known_types_list());
   return s;
 }
 

@@ -137,6 +137,10 @@ class Llama final : public Transformer {
     h = move(h, device);
     const at::Tensor x = rms_norm(h, p_.fetch(b + ".input_layernorm.weight", device), c_.norm_eps);
     auto qkv = linears(b + ".self_attn.", {"q_proj", "k_proj", "v_proj"}, x, device);
+    if (c_.qk_norm) {  // Qwen3: each head of q and k normalised over head_dim, before RoPE
+      qkv[0] = head_norm(qkv[0], c_.num_heads, p_.fetch(b + ".self_attn.q_norm.weight", device));
+      qkv[1] = head_norm(qkv[1], c_.num_kv_heads, p_.fetch(b + ".self_attn.k_norm.weight", device));
+    }
     // A decode step rotates the projections' rows in place, before they are viewed as heads.
     const bool kernels = token_ops_take(qkv[0]) && token_ops_take(qkv[1]) && qkv[0].scalar_type() == qkv[1].scalar_type();
     if (kernels) {
@@ -152,7 +156,7 @@ class Llama final : public Transformer {
       k = k.mul(cos).add(rotate_half(k).mul(sin));
     }
     if (cache) std::tie(k, v) = cache->append(index, k, v);
-    const at::Tensor attended = attention(q, k, v, past, scale_, c_.sliding_window);
+    const at::Tensor attended = attention(q, k, v, past, scale_, c_.window_of(index));
     h = residual(h, linear(b + ".self_attn.o_proj", attended, device));
 
     const auto mlp_device = w_.execution_device(b + ".mlp.gate_proj" + main_tensor());
@@ -163,6 +167,15 @@ class Llama final : public Transformer {
                                  ? silu_mul_kernel(gate_up[0], gate_up[1])
                                  : at::silu(gate_up[0]).mul(gate_up[1]);
     return residual(h, linear(b + ".mlp.down_proj", gated, mlp_device));
+  }
+
+  // RMSNorm of each head of a projection's output [n, heads · head_dim], as q_norm(q.view(…, head_dim)).
+  at::Tensor head_norm(const at::Tensor& x, std::int64_t heads, const at::Tensor& weight) const {
+    const at::Tensor rows = x.contiguous().view({x.size(0) * heads, c_.head_dim});
+    const at::Tensor normed = token_ops_take(x) && rms_norm_takes(rows.narrow(0, 0, 1), weight)
+                                  ? rms_norm_kernel(rows, weight, c_.norm_eps)
+                                  : rms_norm(rows, weight, c_.norm_eps);
+    return normed.view({x.size(0), heads * c_.head_dim});
   }
 
   // h + y: in place on a decode step's CPU rows (h is this forward's own tensor), else LibTorch's add.

@@ -147,10 +147,10 @@ ModelConfig read_llama(const nlohmann::json& j, std::string_view source, const s
   if (c.num_heads % c.num_kv_heads != 0)
     throw Error(std::string(source) + ": num_attention_heads " + std::to_string(c.num_heads) +
                 " is not a multiple of num_key_value_heads " + std::to_string(c.num_kv_heads));
-  const bool qwen2 = model_type == "qwen2";
+  const bool qwen2 = model_type == "qwen2", qwen3 = model_type == "qwen3";
   const bool mistral = model_type == "mistral";
   c.max_position_embeddings =
-      r.positive_int("max_position_embeddings", qwen2 ? 32768 : mistral ? 4096 * 32 : 2048);
+      r.positive_int("max_position_embeddings", qwen2 || qwen3 ? 32768 : mistral ? 4096 * 32 : 2048);
   c.norm_eps = r.positive_number("rms_norm_eps", 1e-6);
   c.rope_theta = r.positive_number("rope_theta", 10000.0);
   c.rope_scaling = read_rope_scaling(j, source, c.max_position_embeddings);
@@ -159,13 +159,33 @@ ModelConfig read_llama(const nlohmann::json& j, std::string_view source, const s
   const bool attention_bias = r.boolean("attention_bias", false);
   c.qkv_bias = qwen2 || attention_bias;
   c.out_proj_bias = attention_bias;
+  c.qk_norm = qwen3;
   c.mlp_bias = r.boolean("mlp_bias", false);
   c.activation = r.string("hidden_act", "silu");
   if (c.activation != "silu")
     r.fail("hidden_act", "is '" + c.activation + "'; the Llama family runtime supports 'silu' only");
-  // Qwen2 keeps a sliding_window value but only applies it when use_sliding_window is true.
-  if (mistral || (qwen2 && r.boolean("use_sliding_window", false)))
+  // Mistral slides on every layer. Qwen2 and Qwen3 keep a sliding_window value but apply it only with
+  // use_sliding_window, and then on the layers from max_window_layers on (their configs' layer_types),
+  // unless config.json lists layer_types itself.
+  if (mistral) c.sliding_window = r.optional_positive_int("sliding_window");
+  if ((qwen2 || qwen3) && r.boolean("use_sliding_window", false)) {
     c.sliding_window = r.optional_positive_int("sliding_window");
+    if (c.sliding_window) {
+      const std::int64_t first = r.positive_int("max_window_layers", 28);
+      for (std::int64_t i = 0; i < c.num_layers; ++i) c.sliding_layers.push_back(i >= first);
+    }
+  }
+  if (c.sliding_window && r.has("layer_types")) {
+    const auto& types = j.at("layer_types");
+    if (!types.is_array() || static_cast<std::int64_t>(types.size()) != c.num_layers)
+      r.fail("layer_types", "must list one type per layer (" + std::to_string(c.num_layers) + ")");
+    c.sliding_layers.clear();
+    for (const auto& t : types) {
+      if (t == "sliding_attention") c.sliding_layers.push_back(true);
+      else if (t == "full_attention") c.sliding_layers.push_back(false);
+      else r.fail("layer_types", "holds " + t.dump() + "; known: \"full_attention\", \"sliding_attention\"");
+    }
+  }
   return c;
 }
 
@@ -213,6 +233,7 @@ std::string model_type_of(const nlohmann::json& j, std::string_view source) {
       if (name.rfind("Llama", 0) == 0) return "llama";
       if (name.rfind("Mistral", 0) == 0) return "mistral";
       if (name.rfind("Qwen2", 0) == 0) return "qwen2";
+      if (name.rfind("Qwen3", 0) == 0) return "qwen3";
       if (name.rfind("GPT2", 0) == 0) return "gpt2";
     }
   }
@@ -247,13 +268,13 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& config, std::string_vie
   if (!config.is_object()) throw Error(std::string(source) + ": expected a JSON object");
   const std::string type = model_type_of(config, source);
   ModelConfig c;
-  if (type == "llama" || type == "mistral" || type == "qwen2")
+  if (type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3")
     c = read_llama(config, source, type);
   else if (type == "gpt2")
     c = read_gpt2(config, source);
   else
     throw Error(std::string(source) + ": model_type '" + type +
-                "' is not supported by the runtime (supported: llama, mistral, qwen2, gpt2)");
+                "' is not supported by the runtime (supported: llama, mistral, qwen2, qwen3, gpt2)");
   ConfigReader r(config, source);
   const std::string dtype = r.string("torch_dtype", r.string("dtype", ""));
   if (!dtype.empty()) {

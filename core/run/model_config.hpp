@@ -1,6 +1,6 @@
 #pragma once
 // The architecture hyper-parameters the runtime needs, read from config.json. Llama family (llama,
-// mistral, qwen2 and the models that reuse their model_type: TinyLlama, SmolLM, …) and GPT-2.
+// mistral, qwen2, qwen3 and the models that reuse their model_type: TinyLlama, SmolLM, …) and GPT-2.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -59,7 +59,16 @@ struct ModelConfig {
   bool out_proj_bias = false;  // o_proj carries a bias (attention_bias)
   bool mlp_bias = false;
   std::string activation;  // "silu", "gelu_new", "gelu", "relu"
-  std::optional<std::int64_t> sliding_window;  // Mistral: a key sees at most this many keys back
+  bool qk_norm = false;        // Qwen3: an RMSNorm over each head of q and k (q_norm, k_norm) before RoPE
+  // A query sees at most this many keys back on the layers that slide (Mistral: all of them; Qwen2/Qwen3
+  // with use_sliding_window: those from max_window_layers on, or as config.json's layer_types say).
+  std::optional<std::int64_t> sliding_window;
+  std::vector<bool> sliding_layers;  // per layer when sliding_window is set; empty: every layer
+  std::optional<std::int64_t> window_of(std::int64_t layer) const {
+    if (!sliding_window) return std::nullopt;
+    if (sliding_layers.empty() || sliding_layers[static_cast<std::size_t>(layer)]) return sliding_window;
+    return std::nullopt;
+  }
   bool scale_attn_by_inverse_layer_idx = false;  // GPT-2 option
   std::optional<DType> torch_dtype;
   std::optional<GptqConfig> gptq;  // from config.json's quantization_config (or quantize_config.json)

@@ -42,6 +42,10 @@ std::vector<TensorSpec> llama_tensors(const ModelConfig& c) {
     block_linear(t, b + ".self_attn.k_proj", kv, c.hidden_size, c.qkv_bias);
     block_linear(t, b + ".self_attn.v_proj", kv, c.hidden_size, c.qkv_bias);
     block_linear(t, b + ".self_attn.o_proj", c.hidden_size, q, c.out_proj_bias);
+    if (c.qk_norm) {
+      t.push_back({b + ".self_attn.q_norm.weight", {c.head_dim}, {}});
+      t.push_back({b + ".self_attn.k_norm.weight", {c.head_dim}, {}});
+    }
     t.push_back({b + ".post_attention_layernorm.weight", {c.hidden_size}, {}});
     block_linear(t, b + ".mlp.gate_proj", c.intermediate_size, c.hidden_size, c.mlp_bias);
     block_linear(t, b + ".mlp.up_proj", c.intermediate_size, c.hidden_size, c.mlp_bias);
