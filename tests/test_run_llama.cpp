@@ -10,6 +10,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "error.hpp"
@@ -99,9 +100,20 @@ class RandomLlama {
         add(b + "self_attn.k_norm.weight", {D}, 0.1f, 1.0f);
       }
       add(b + "post_attention_layernorm.weight", {E}, 0.1f, 1.0f);
-      linear(b + "mlp.gate_proj", F, E, c_.mlp_bias);
-      linear(b + "mlp.up_proj", F, E, c_.mlp_bias);
-      linear(b + "mlp.down_proj", E, F, c_.mlp_bias);
+      if (sparse(i)) {
+        // A router with spread-out logits, then each expert.
+        add(moe_prefix(b) + "gate.weight", {experts(), E}, 2.0f / std::sqrt(float(E)));
+        for (int e = 0; e < experts(); ++e) {
+          const auto [gate, up, down] = expert_names(b, e);
+          linear(gate, expert_inner(), E, false);
+          linear(up, expert_inner(), E, false);
+          linear(down, E, expert_inner(), false);
+        }
+      } else {
+        linear(b + "mlp.gate_proj", F, E, c_.mlp_bias);
+        linear(b + "mlp.up_proj", F, E, c_.mlp_bias);
+        linear(b + "mlp.down_proj", E, F, c_.mlp_bias);
+      }
     }
     add("model.norm.weight", {E}, 0.1f, 1.0f);
     if (!c_.tie_word_embeddings) add("lm_head.weight", {V, E}, 1.0f / std::sqrt(float(E)));  // never quantized
@@ -204,10 +216,30 @@ class RandomLlama {
         const auto o = linear(out, b + "self_attn.o_proj", E, H * D);
         for (int e = 0; e < E; ++e) h[p][e] += o[e];
         const auto x = rms_norm(h[p], b + "post_attention_layernorm.weight");
-        auto gate = linear(x, b + "mlp.gate_proj", F, E);
-        const auto up = linear(x, b + "mlp.up_proj", F, E);
-        for (int f = 0; f < F; ++f) gate[f] = gate[f] / (1 + std::exp(-gate[f])) * up[f];
-        const auto down = linear(gate, b + "mlp.down_proj", E, F);
+        std::vector<double> down(E, 0.0);
+        if (sparse(l)) {
+          // softmax over the router's logits, the top k, renormalised (Mixtral; Qwen3-MoE if asked)
+          auto probs = linear(x, moe_prefix(b) + "gate", experts(), E);
+          const double top = *std::max_element(probs.begin(), probs.end());
+          double sum = 0;
+          for (auto& v : probs) sum += v = std::exp(v - top);
+          for (auto& v : probs) v /= sum;
+          std::vector<int> order(experts());
+          std::iota(order.begin(), order.end(), 0);
+          std::sort(order.begin(), order.end(), [&](int a, int c) { return probs[a] > probs[c]; });
+          const int k = variant_.config["num_experts_per_tok"].get<int>();
+          double chosen = 0;
+          for (int j = 0; j < k; ++j) chosen += probs[order[j]];
+          const bool renormalise = mixtral() || variant_.config.value("norm_topk_prob", false);
+          for (int j = 0; j < k; ++j) {
+            const auto [gate, up, down_name] = expert_names(b, order[j]);
+            const auto y = gated(x, gate, up, down_name, expert_inner());
+            const double w = renormalise ? probs[order[j]] / chosen : probs[order[j]];
+            for (int e = 0; e < E; ++e) down[e] += w * y[e];
+          }
+        } else {
+          down = gated(x, b + "mlp.gate_proj", b + "mlp.up_proj", b + "mlp.down_proj", F);
+        }
         for (int e = 0; e < E; ++e) h[p][e] += down[e];
       }
     }
@@ -218,7 +250,35 @@ class RandomLlama {
   }
 
  private:
-  bool qwen3() const { return variant_.config.value("model_type", "") == "qwen3"; }
+  std::string type() const { return variant_.config.value("model_type", ""); }
+  bool qwen3() const { return type() == "qwen3" || type() == "qwen3_moe"; }
+  bool mixtral() const { return type() == "mixtral"; }
+
+  // Routed experts, read from config.json as MixtralConfig / Qwen3MoeConfig define them.
+  int experts() const {
+    return variant_.config.value(mixtral() ? "num_local_experts" : "num_experts", 0);
+  }
+  int expert_inner() const { return mixtral() ? F : variant_.config.value("moe_intermediate_size", 0); }
+  bool sparse(int layer) const {
+    if (experts() == 0) return false;
+    for (const auto& d : variant_.config.value("mlp_only_layers", json::array()))
+      if (d.get<int>() == layer) return false;
+    return (layer + 1) % variant_.config.value("decoder_sparse_step", 1) == 0;
+  }
+  std::string moe_prefix(const std::string& block) const { return block + (mixtral() ? "block_sparse_moe." : "mlp."); }
+  std::tuple<std::string, std::string, std::string> expert_names(const std::string& block, int e) const {
+    const std::string x = moe_prefix(block) + "experts." + std::to_string(e) + ".";
+    if (mixtral()) return {x + "w1", x + "w3", x + "w2"};
+    return {x + "gate_proj", x + "up_proj", x + "down_proj"};
+  }
+  // down(silu(gate(x)) · up(x))
+  std::vector<double> gated(const std::vector<double>& x, const std::string& gate_name, const std::string& up_name,
+                            const std::string& down_name, int inner) const {
+    auto gate = linear(x, gate_name, inner, E);
+    const auto up = linear(x, up_name, inner, E);
+    for (int f = 0; f < inner; ++f) gate[f] = gate[f] / (1 + std::exp(-gate[f])) * up[f];
+    return linear(gate, down_name, E, inner);
+  }
 
   // The window of layer l, straight from config.json as transformers' configs read it: Mistral slides
   // on every layer; Qwen2/Qwen3 only with use_sliding_window, from max_window_layers on.
@@ -327,6 +387,20 @@ class TestRunLlama : public QObject {
     qwen3["max_window_layers"] = 1;
     QTest::newRow("qwen2 biases, untied head") << QString::fromStdString(qwen2.dump()) << false;
     QTest::newRow("qwen3 q/k norms, biases, window on layer 1") << QString::fromStdString(qwen3.dump()) << false;
+    // Routed experts: Mixtral (4 experts, top 2, renormalised; float16) and Qwen3-MoE (a dense first
+    // layer, 4 experts of their own size, top 2 not renormalised).
+    auto mixtral = base_config("mixtral");
+    mixtral["num_local_experts"] = 4;
+    mixtral["num_experts_per_tok"] = 2;
+    mixtral["torch_dtype"] = "float16";
+    auto qwen3_moe = base_config("qwen3_moe");
+    qwen3_moe["num_experts"] = 4;
+    qwen3_moe["num_experts_per_tok"] = 2;
+    qwen3_moe["moe_intermediate_size"] = 24;
+    qwen3_moe["norm_topk_prob"] = false;
+    qwen3_moe["mlp_only_layers"] = json::array({0});
+    QTest::newRow("mixtral experts, float16") << QString::fromStdString(mixtral.dump()) << true;
+    QTest::newRow("qwen3_moe experts, dense first layer") << QString::fromStdString(qwen3_moe.dump()) << false;
     QTest::newRow("llama3 rope scaling, biases") << QString::fromStdString(llama3.dump()) << false;
     QTest::newRow("mistral sliding window, float16") << QString::fromStdString(mistral.dump()) << true;
     for (const bool desc_act : {false, true}) {

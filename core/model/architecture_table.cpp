@@ -85,6 +85,31 @@ const std::vector<Architecture>& table() {
                  }),
                  kRotary});
 
+    // Qwen3-MoE: Qwen3's attention (q/k norms, biases where asked), a router and experts in every layer.
+    // (Layers listed in mlp_only_layers hold a dense MLP instead; the table plans them as sparse.)
+    t.push_back({"qwen3_moe", "Qwen3Moe", "{}DecoderLayer", "model.layers", "model.embed_tokens.weight", "lm_head.weight",
+                 false, false,
+                 decoder_tree({
+                     {"model.layers.#.self_attn", "{}Attention", ""},
+                     {"model.layers.#.self_attn.q_proj", "Linear", "weight=NH*D,H;bias?=NH*D"},
+                     {"model.layers.#.self_attn.k_proj", "Linear", "weight=KV*D,H;bias?=KV*D"},
+                     {"model.layers.#.self_attn.v_proj", "Linear", "weight=KV*D,H;bias?=KV*D"},
+                     {"model.layers.#.self_attn.o_proj", "Linear", "weight=H,NH*D;bias?=H"},
+                     {"model.layers.#.self_attn.q_norm", "{}RMSNorm", "weight=D"},
+                     {"model.layers.#.self_attn.k_norm", "{}RMSNorm", "weight=D"},
+                     {"model.layers.#.mlp", "{}SparseMoeBlock", ""},
+                     {"model.layers.#.mlp.gate", "Linear", "weight=E,H"},
+                     {"model.layers.#.mlp.experts", "ModuleList", ""},
+                     {"model.layers.#.mlp.experts.#", "{}MLP", ""},
+                     {"model.layers.#.mlp.experts.#.gate_proj", "Linear", "weight=IE,H"},
+                     {"model.layers.#.mlp.experts.#.up_proj", "Linear", "weight=IE,H"},
+                     {"model.layers.#.mlp.experts.#.down_proj", "Linear", "weight=H,IE"},
+                     {"model.layers.#.mlp.experts.#.act_fn", "SiLU", ""},
+                     {"model.layers.#.input_layernorm", "{}RMSNorm", "weight=H"},
+                     {"model.layers.#.post_attention_layernorm", "{}RMSNorm", "weight=H"},
+                 }),
+                 kRotary});
+
     t.push_back({"phi3", "Phi3", "{}DecoderLayer", "model.layers", "model.embed_tokens.weight", "lm_head.weight", false, false,
                  decoder_tree({
                      {"model.layers.#.self_attn", "{}Attention", ""},

@@ -21,7 +21,6 @@ std::string known_types_list() {
   return out;
 }
 
-
 using Symbols = std::map<std::string, std::int64_t, std::less<>>;
 
 std::int64_t get_int(const nlohmann::json& c, std::initializer_list<const char*> keys, std::int64_t fallback) {
@@ -40,7 +39,8 @@ Symbols symbols_from_config(const nlohmann::json& c) {
   s["V"] = get_int(c, {"vocab_size"}, 0);
   s["P"] = get_int(c, {"max_position_embeddings", "n_positions"}, 0);
   s["L"] = get_int(c, {"num_hidden_layers", "n_layer"}, 0);
-  s["E"] = get_int(c, {"num_local_experts"}, 0);
+  s["E"] = get_int(c, {"num_local_experts", "num_experts"}, 0);
+  s["IE"] = get_int(c, {"moe_intermediate_size"}, s["I"]);  // an expert's intermediate size (Qwen MoE)
   return s;
 }
 

@@ -1,6 +1,7 @@
 // The Llama family's forward pass (Llama 2/3, Mistral, Qwen2, TinyLlama, SmolLM), following transformers'
 // modeling_llama: RMSNorm → attention with rotary embeddings → residual, RMSNorm → SwiGLU MLP →
 // residual. Each part runs on the device that executes its weights; the hidden state follows it.
+#include <array>
 #include <cmath>
 #include <initializer_list>
 #include <vector>
@@ -159,14 +160,60 @@ class Llama final : public Transformer {
     const at::Tensor attended = attention(q, k, v, past, scale_, c_.window_of(index));
     h = residual(h, linear(b + ".self_attn.o_proj", attended, device));
 
-    const auto mlp_device = w_.execution_device(b + ".mlp.gate_proj" + main_tensor());
+    // The MLP runs where its first weight (a sparse layer: its router) executes.
+    const bool sparse = c_.sparse_layer(index);
+    const std::string mlp = b + (sparse && c_.moe->mixtral_names ? ".block_sparse_moe." : ".mlp.");
+    const auto mlp_device = w_.execution_device(mlp + (sparse ? std::string("gate.weight") : "gate_proj" + std::string(main_tensor())));
     h = move(h, mlp_device);
     const at::Tensor y = rms_norm(h, p_.fetch(b + ".post_attention_layernorm.weight", mlp_device), c_.norm_eps);
-    const auto gate_up = linears(b + ".mlp.", {"gate_proj", "up_proj"}, y, mlp_device);
+    if (sparse) return residual(h, experts(mlp, y, mlp_device));
+    return residual(h, gated_mlp(mlp, {"gate_proj", "up_proj", "down_proj"}, y, mlp_device));
+  }
+
+  // down(silu(gate(y)) · up(y)), `names` = {gate, up, down} under `prefix`.
+  at::Tensor gated_mlp(const std::string& prefix, std::array<const char*, 3> names, const at::Tensor& y,
+                       const c10::Device& device) const {
+    const auto gate_up = linears(prefix, {names[0], names[1]}, y, device);
     const at::Tensor gated = token_ops_take(gate_up[0]) && gate_up[1].scalar_type() == gate_up[0].scalar_type()
                                  ? silu_mul_kernel(gate_up[0], gate_up[1])
                                  : at::silu(gate_up[0]).mul(gate_up[1]);
-    return residual(h, linear(b + ".mlp.down_proj", gated, mlp_device));
+    return linear(prefix + names[2], gated, device);
+  }
+
+  // A sparse layer's MLP, as MixtralSparseMoeBlock / Qwen3MoeSparseMoeBlock compute it: softmax of the
+  // router's logits in float32, the top_k of it (renormalised where the model does), cast to the hidden
+  // dtype; each chosen expert runs on the rows that chose it, in ascending expert order, and its output
+  // times the routing weight is added into a zeroed sum. Only the chosen experts' weights are read.
+  at::Tensor experts(const std::string& prefix, const at::Tensor& y, const c10::Device& device) const {
+    const auto& m = *c_.moe;
+    const at::Tensor probs = at::softmax(dense(y, p_.fetch(prefix + "gate.weight", device)), 1, at::kFloat);
+    auto [weights, chosen] = at::topk(probs, m.top_k, -1);
+    if (m.normalize_top_k) weights = weights / weights.sum(-1, true);
+    weights = weights.to(y.scalar_type());
+    const at::Tensor picks = chosen.to(at::kCPU, at::kLong).contiguous();
+    const std::int64_t* pick = picks.data_ptr<std::int64_t>();
+    std::vector<std::vector<std::int64_t>> rows(static_cast<std::size_t>(m.experts)), slots(rows.size());
+    for (std::int64_t t = 0; t < y.size(0); ++t)
+      for (std::int64_t k = 0; k < m.top_k; ++k) {
+        const std::int64_t e = pick[t * m.top_k + k];
+        rows[static_cast<std::size_t>(e)].push_back(t);
+        slots[static_cast<std::size_t>(e)].push_back(k);
+      }
+    at::Tensor out = at::zeros_like(y);
+    const auto names = m.mixtral_names ? std::array<const char*, 3>{"w1", "w3", "w2"}
+                                       : std::array<const char*, 3>{"gate_proj", "up_proj", "down_proj"};
+    const auto index = [&](const std::vector<std::int64_t>& v) {
+      return at::tensor(at::ArrayRef<std::int64_t>(v.data(), v.size()), at::TensorOptions().dtype(at::kLong)).to(y.device());
+    };
+    for (std::size_t e = 0; e < rows.size(); ++e) {
+      if (rows[e].empty()) continue;
+      const at::Tensor tokens = index(rows[e]);
+      const at::Tensor x = rows[e].size() == static_cast<std::size_t>(y.size(0)) ? y : y.index_select(0, tokens);
+      const at::Tensor routed = gated_mlp(prefix + "experts." + std::to_string(e) + ".", names, x, device);
+      const at::Tensor w = weights.index({tokens, index(slots[e])}).unsqueeze(1);
+      out.index_add_(0, tokens, routed.mul(w));
+    }
+    return out;
   }
 
   // RMSNorm of each head of a projection's output [n, heads · head_dim], as q_norm(q.view(…, head_dim)).

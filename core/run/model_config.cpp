@@ -147,8 +147,10 @@ ModelConfig read_llama(const nlohmann::json& j, std::string_view source, const s
   if (c.num_heads % c.num_kv_heads != 0)
     throw Error(std::string(source) + ": num_attention_heads " + std::to_string(c.num_heads) +
                 " is not a multiple of num_key_value_heads " + std::to_string(c.num_kv_heads));
-  const bool qwen2 = model_type == "qwen2", qwen3 = model_type == "qwen3";
-  const bool mistral = model_type == "mistral";
+  const bool qwen2 = model_type == "qwen2", qwen3_moe = model_type == "qwen3_moe";
+  const bool qwen3 = model_type == "qwen3" || qwen3_moe;
+  const bool mixtral = model_type == "mixtral";
+  const bool mistral = model_type == "mistral" || mixtral;
   c.max_position_embeddings =
       r.positive_int("max_position_embeddings", qwen2 || qwen3 ? 32768 : mistral ? 4096 * 32 : 2048);
   c.norm_eps = r.positive_number("rms_norm_eps", 1e-6);
@@ -168,13 +170,35 @@ ModelConfig read_llama(const nlohmann::json& j, std::string_view source, const s
   // use_sliding_window, and then on the layers from max_window_layers on (their configs' layer_types),
   // unless config.json lists layer_types itself.
   if (mistral) c.sliding_window = r.optional_positive_int("sliding_window");
-  if ((qwen2 || qwen3) && r.boolean("use_sliding_window", false)) {
+  // Qwen3-MoE's attention takes the config's window on every layer (no max_window_layers).
+  if (qwen3_moe && r.boolean("use_sliding_window", false)) c.sliding_window = r.optional_positive_int("sliding_window");
+  if ((qwen2 || (qwen3 && !qwen3_moe)) && r.boolean("use_sliding_window", false)) {
     c.sliding_window = r.optional_positive_int("sliding_window");
     if (c.sliding_window) {
       const std::int64_t first = r.positive_int("max_window_layers", 28);
       for (std::int64_t i = 0; i < c.num_layers; ++i) c.sliding_layers.push_back(i >= first);
     }
   }
+  if (mixtral) {
+    MoeConfig m;
+    m.mixtral_names = true;
+    m.experts = r.positive_int("num_local_experts", 8);
+    m.top_k = r.positive_int("num_experts_per_tok", 2);
+    m.expert_intermediate = c.intermediate_size;
+    c.moe = m;
+  }
+  if (qwen3_moe) {
+    MoeConfig m;
+    m.experts = r.positive_int("num_experts", 128);
+    m.top_k = r.positive_int("num_experts_per_tok", 8);
+    m.expert_intermediate = r.positive_int("moe_intermediate_size", 768);
+    m.normalize_top_k = r.boolean("norm_topk_prob", false);
+    m.sparse_step = r.positive_int("decoder_sparse_step", 1);
+    for (const auto d : r.int_list("mlp_only_layers")) m.dense_layers.push_back(d);
+    c.moe = m;
+  }
+  if (c.moe && c.moe->top_k > c.moe->experts)
+    r.fail("num_experts_per_tok", "is " + std::to_string(c.moe->top_k) + ", more than the " + std::to_string(c.moe->experts) + " experts");
   if (c.sliding_window && r.has("layer_types")) {
     const auto& types = j.at("layer_types");
     if (!types.is_array() || static_cast<std::int64_t>(types.size()) != c.num_layers)
@@ -233,7 +257,9 @@ std::string model_type_of(const nlohmann::json& j, std::string_view source) {
       if (name.rfind("Llama", 0) == 0) return "llama";
       if (name.rfind("Mistral", 0) == 0) return "mistral";
       if (name.rfind("Qwen2", 0) == 0) return "qwen2";
+      if (name.rfind("Qwen3Moe", 0) == 0) return "qwen3_moe";
       if (name.rfind("Qwen3", 0) == 0) return "qwen3";
+      if (name.rfind("Mixtral", 0) == 0) return "mixtral";
       if (name.rfind("GPT2", 0) == 0) return "gpt2";
     }
   }
@@ -268,13 +294,13 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& config, std::string_vie
   if (!config.is_object()) throw Error(std::string(source) + ": expected a JSON object");
   const std::string type = model_type_of(config, source);
   ModelConfig c;
-  if (type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3")
+  if (type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3" || type == "mixtral" || type == "qwen3_moe")
     c = read_llama(config, source, type);
   else if (type == "gpt2")
     c = read_gpt2(config, source);
   else
     throw Error(std::string(source) + ": model_type '" + type +
-                "' is not supported by the runtime (supported: llama, mistral, qwen2, qwen3, gpt2)");
+                "' is not supported by the runtime (supported: llama, mistral, qwen2, qwen3, mixtral, qwen3_moe, gpt2)");
   ConfigReader r(config, source);
   const std::string dtype = r.string("torch_dtype", r.string("dtype", ""));
   if (!dtype.empty()) {

@@ -1,6 +1,7 @@
 #pragma once
 // The architecture hyper-parameters the runtime needs, read from config.json. Llama family (llama,
-// mistral, qwen2, qwen3 and the models that reuse their model_type: TinyLlama, SmolLM, …) and GPT-2.
+// mistral, qwen2, qwen3, the routed-expert mixtral and qwen3_moe, and the models that reuse their
+// model_type: TinyLlama, SmolLM, …) and GPT-2.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -40,6 +41,19 @@ struct GptqConfig {
   static GptqConfig from_json(const nlohmann::json& j, std::string_view source);
 };
 
+// Routed experts (Mixtral, Qwen3-MoE): a sparse layer's MLP is the sum of the top_k experts its router
+// picks per token, weighted by the router's softmax (renormalised over the chosen ones when asked).
+struct MoeConfig {
+  std::int64_t experts = 0;
+  std::int64_t top_k = 0;
+  std::int64_t expert_intermediate = 0;
+  bool normalize_top_k = true;               // Mixtral always; Qwen3-MoE when norm_topk_prob
+  std::int64_t sparse_step = 1;              // Qwen3-MoE: layer i is sparse when (i + 1) % step == 0 …
+  std::vector<std::int64_t> dense_layers;    // … and it is not one of mlp_only_layers
+  bool mixtral_names = false;                // block_sparse_moe.{gate, experts.N.w1|w2|w3}, else
+                                             // mlp.{gate, experts.N.gate_proj|up_proj|down_proj}
+};
+
 struct ModelConfig {
   ModelFamily family = ModelFamily::Llama;
   std::string model_type;  // as config.json spells it
@@ -71,6 +85,13 @@ struct ModelConfig {
   }
   bool scale_attn_by_inverse_layer_idx = false;  // GPT-2 option
   std::optional<DType> torch_dtype;
+  std::optional<MoeConfig> moe;
+  bool sparse_layer(std::int64_t layer) const {
+    if (!moe) return false;
+    for (auto d : moe->dense_layers)
+      if (d == layer) return false;
+    return (layer + 1) % moe->sparse_step == 0;
+  }
   std::optional<GptqConfig> gptq;  // from config.json's quantization_config (or quantize_config.json)
   std::optional<std::int64_t> bos_token_id;
   std::vector<std::int64_t> eos_token_ids;  // config.json's eos_token_id (int or list)

@@ -47,9 +47,28 @@ std::vector<TensorSpec> llama_tensors(const ModelConfig& c) {
       t.push_back({b + ".self_attn.k_norm.weight", {c.head_dim}, {}});
     }
     t.push_back({b + ".post_attention_layernorm.weight", {c.hidden_size}, {}});
-    block_linear(t, b + ".mlp.gate_proj", c.intermediate_size, c.hidden_size, c.mlp_bias);
-    block_linear(t, b + ".mlp.up_proj", c.intermediate_size, c.hidden_size, c.mlp_bias);
-    block_linear(t, b + ".mlp.down_proj", c.hidden_size, c.intermediate_size, c.mlp_bias);
+    if (c.sparse_layer(i)) {
+      // The router, then each expert (as the sparse block registers them).
+      const auto& m = *c.moe;
+      const std::string block = b + (m.mixtral_names ? ".block_sparse_moe." : ".mlp.");
+      t.push_back({block + "gate.weight", {m.experts, c.hidden_size}, {}, false, true});
+      for (std::int64_t e = 0; e < m.experts; ++e) {
+        const std::string x = block + "experts." + std::to_string(e) + ".";
+        const std::int64_t inner = m.expert_intermediate;
+        block_linear(t, x + (m.mixtral_names ? "w1" : "gate_proj"), inner, c.hidden_size, false);
+        if (m.mixtral_names) {
+          block_linear(t, x + "w2", c.hidden_size, inner, false);
+          block_linear(t, x + "w3", inner, c.hidden_size, false);
+        } else {
+          block_linear(t, x + "up_proj", inner, c.hidden_size, false);
+          block_linear(t, x + "down_proj", c.hidden_size, inner, false);
+        }
+      }
+    } else {
+      block_linear(t, b + ".mlp.gate_proj", c.intermediate_size, c.hidden_size, c.mlp_bias);
+      block_linear(t, b + ".mlp.up_proj", c.intermediate_size, c.hidden_size, c.mlp_bias);
+      block_linear(t, b + ".mlp.down_proj", c.hidden_size, c.intermediate_size, c.mlp_bias);
+    }
   }
   t.push_back({"model.norm.weight", {c.hidden_size}, {}});
   t.push_back({"lm_head.weight", {c.vocab_size, c.hidden_size},
