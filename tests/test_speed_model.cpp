@@ -2,6 +2,8 @@
 // offloaded weights, the page cache rule, prefetch overlap, and unknown figures left unknown.
 #include "testkit.hpp"
 
+#include <algorithm>
+
 #include "model/model_source.hpp"
 #include "model/module_sizes.hpp"
 #include "model/skeleton.hpp"
@@ -57,6 +59,21 @@ class SpeedModel : public QObject {
     QVERIFY(std::abs(p.tokens_per_second * seconds - 1) < 1e-9);
     QCOMPARE(p.tokens_per_second_without_prefetch, p.tokens_per_second);  // nothing to fetch
     DM_COMPARE_STR(p.bottleneck, std::string("GPU 0 memory"));
+  }
+
+  void a_token_reads_only_the_experts_its_router_picks() {
+    // Mixtral 8x7B: 2 of 8 experts per token, so of each expert's bytes a quarter is read per token.
+    const Skeleton s = open_model("catalog:mixtral-8x7b").skeleton;
+    const auto p = predict_decode_speed(s, DeviceMap({{"", Device::gpu(0)}}), machine());
+    double experts = 0, rest = 0;
+    for (const auto& t : s.tensors) {
+      if (t.buffer || t.tied_to >= 0 || t.name == "model.embed_tokens.weight") continue;
+      (t.name.find(".experts.") != std::string::npos ? experts : rest) += double(t.numel()) * 2;
+    }
+    QVERIFY(experts > 0.9 * (experts + rest));  // the experts are most of the model
+    QCOMPARE(part(p, "GPU 0 memory").bytes, rest + experts * 2 / 8);
+    QVERIFY(std::any_of(p.assumptions.begin(), p.assumptions.end(),
+                        [](const std::string& a) { return a.find("25%") != std::string::npos; }));
   }
 
   void offloaded_layers_cross_pcie_every_token_and_prefetch_hides_the_gpu_time() {

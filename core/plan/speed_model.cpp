@@ -93,6 +93,15 @@ SpeedPrediction predict_decode_speed(const Skeleton& s, const DeviceMap& map, co
   std::vector<Read> reads;
   double on_disk = 0, resident_cpu = 0;  // weights held there, whether read per token or not
   bool compute_unknown = false;
+  // Mixtral's num_local_experts, Qwen MoE's num_experts; num_experts_per_tok of them run per token.
+  double expert_share = 1.0;
+  {
+    const auto count = [&](const char* key) {
+      return s.config.contains(key) && s.config[key].is_number_integer() ? s.config[key].get<std::int64_t>() : 0;
+    };
+    const std::int64_t experts = std::max(count("num_local_experts"), count("num_experts")), k = count("num_experts_per_tok");
+    if (experts > 0 && k > 0 && k <= experts) expert_share = double(k) / double(experts);
+  }
   for (const auto& t : s.tensors) {
     if (t.buffer) continue;  // rotary tables and masks: small, and sliced rather than read whole
     const auto& weights = t.tied_to >= 0 ? s.tensors[static_cast<std::size_t>(t.tied_to)] : t;
@@ -119,7 +128,9 @@ SpeedPrediction predict_decode_speed(const Skeleton& s, const DeviceMap& map, co
     const double rate = sixteen && machine.cpu_gflops_bf16 > 0 ? machine.cpu_gflops_bf16 : machine.cpu_gflops;
     const double flop_seconds = exec.is_cpu() && rate > 0 ? 2.0 * double(weights.numel()) / (rate * 1e9) : 0;
     if (exec.is_cpu() && rate <= 0) compute_unknown = true;
-    reads.push_back({block, *home, exec, bytes, flop_seconds, recast_bytes});
+    // A routed expert is read only by the tokens its router picks: per token, top_k of the experts.
+    const double share = t.name.find(".experts.") != std::string::npos ? expert_share : 1.0;
+    reads.push_back({block, *home, exec, bytes * share, flop_seconds * share, recast_bytes * share});
   }
 
   // Figures the placement needs; a missing one leaves the prediction unknown.
@@ -132,6 +143,12 @@ SpeedPrediction predict_decode_speed(const Skeleton& s, const DeviceMap& map, co
     }
     return info->bandwidth_gbs * 1e9;
   };
+  if (expert_share < 1.0) {
+    char share[96];
+    std::snprintf(share, sizeof share, "each token reads %.3g%% of the routed experts' weights (num_experts_per_tok of them)",
+                  100 * expert_share);
+    out.assumptions.push_back(share);
+  }
   const DeviceInfo* cpu = machine.find(Device::cpu());
   const double ram_free = cpu ? double(cpu->free) : 0;
   const bool cached = on_disk > 0 && on_disk <= ram_free - resident_cpu;
