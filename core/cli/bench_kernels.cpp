@@ -25,7 +25,9 @@ int bench_kernels(const std::vector<std::string>& argv, std::ostream& out) {
   const bool json = args.get("format").value_or("table") == "json";
   const double read_gbs = measure_memory_bandwidth_gbs(std::size_t{512} << 20, 3);
   if (!json) out << "(decode kernels: " << kernels::dispatch_target() << "; memory read by every core: " << read_gbs << " GB/s)\n";
-  // TinyLlama's and Llama-8B's projections and heads: each well beyond the last-level cache.
+  // TinyLlama's and Llama-8B's projections and heads. The smaller ones (23-46 MB) may be served partly
+  // from a large last-level cache when read again and again (a ratio above 1 says so); a model's decode
+  // step reads each once per token.
   struct Shape {
     std::size_t rows, cols;
   };

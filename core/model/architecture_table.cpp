@@ -23,10 +23,10 @@ std::vector<ModuleRule> decoder_tree(std::vector<ModuleRule> block) {
   return rows;
 }
 
-// Llama, Mistral, Qwen2, Qwen3: separate q/k/v/o projections (biases where the config asks) and a gated
-// MLP; Qwen3 adds an RMSNorm over each head of q and of k, registered after o_proj.
-std::vector<ModuleRule> llama_like(bool o_proj_bias, bool qk_norm = false) {
-  std::vector<ModuleRule> attention{
+// Separate q/k/v/o projections (biases where the config asks); Qwen3 adds an RMSNorm over each head of q
+// and of k, registered after o_proj.
+std::vector<ModuleRule> attention_rows(bool o_proj_bias, bool qk_norm) {
+  std::vector<ModuleRule> rows{
       {"model.layers.#.self_attn", "{}Attention", ""},
       {"model.layers.#.self_attn.q_proj", "Linear", "weight=NH*D,H;bias?=NH*D"},
       {"model.layers.#.self_attn.k_proj", "Linear", "weight=KV*D,H;bias?=KV*D"},
@@ -34,10 +34,15 @@ std::vector<ModuleRule> llama_like(bool o_proj_bias, bool qk_norm = false) {
       {"model.layers.#.self_attn.o_proj", "Linear", o_proj_bias ? "weight=H,NH*D;bias?=H" : "weight=H,NH*D"},
   };
   if (qk_norm) {
-    attention.push_back({"model.layers.#.self_attn.q_norm", "{}RMSNorm", "weight=D"});
-    attention.push_back({"model.layers.#.self_attn.k_norm", "{}RMSNorm", "weight=D"});
+    rows.push_back({"model.layers.#.self_attn.q_norm", "{}RMSNorm", "weight=D"});
+    rows.push_back({"model.layers.#.self_attn.k_norm", "{}RMSNorm", "weight=D"});
   }
-  std::vector<ModuleRule> block = std::move(attention);
+  return rows;
+}
+
+// Llama, Mistral, Qwen2, Qwen3: that attention and a gated MLP.
+std::vector<ModuleRule> llama_like(bool o_proj_bias, bool qk_norm = false) {
+  std::vector<ModuleRule> block = attention_rows(o_proj_bias, qk_norm);
   block.insert(block.end(), {
       {"model.layers.#.mlp", "{}MLP", ""},
       {"model.layers.#.mlp.gate_proj", "Linear", "weight=I,H"},
@@ -89,14 +94,9 @@ const std::vector<Architecture>& table() {
     // (Layers listed in mlp_only_layers hold a dense MLP instead; the table plans them as sparse.)
     t.push_back({"qwen3_moe", "Qwen3Moe", "{}DecoderLayer", "model.layers", "model.embed_tokens.weight", "lm_head.weight",
                  false, false,
-                 decoder_tree({
-                     {"model.layers.#.self_attn", "{}Attention", ""},
-                     {"model.layers.#.self_attn.q_proj", "Linear", "weight=NH*D,H;bias?=NH*D"},
-                     {"model.layers.#.self_attn.k_proj", "Linear", "weight=KV*D,H;bias?=KV*D"},
-                     {"model.layers.#.self_attn.v_proj", "Linear", "weight=KV*D,H;bias?=KV*D"},
-                     {"model.layers.#.self_attn.o_proj", "Linear", "weight=H,NH*D;bias?=H"},
-                     {"model.layers.#.self_attn.q_norm", "{}RMSNorm", "weight=D"},
-                     {"model.layers.#.self_attn.k_norm", "{}RMSNorm", "weight=D"},
+                 decoder_tree([] {
+                   std::vector<ModuleRule> block = attention_rows(true, true);
+                   block.insert(block.end(), {
                      {"model.layers.#.mlp", "{}SparseMoeBlock", ""},
                      {"model.layers.#.mlp.gate", "Linear", "weight=E,H"},
                      {"model.layers.#.mlp.experts", "ModuleList", ""},
@@ -107,7 +107,9 @@ const std::vector<Architecture>& table() {
                      {"model.layers.#.mlp.experts.#.act_fn", "SiLU", ""},
                      {"model.layers.#.input_layernorm", "{}RMSNorm", "weight=H"},
                      {"model.layers.#.post_attention_layernorm", "{}RMSNorm", "weight=H"},
-                 }),
+                   });
+                   return block;
+                 }()),
                  kRotary});
 
     t.push_back({"phi3", "Phi3", "{}DecoderLayer", "model.layers", "model.embed_tokens.weight", "lm_head.weight", false, false,
