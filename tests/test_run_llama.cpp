@@ -109,6 +109,12 @@ class RandomLlama {
           linear(up, expert_inner(), E, false);
           linear(down, E, expert_inner(), false);
         }
+        if (shared_inner() > 0) {
+          linear(moe_prefix(b) + "shared_expert.gate_proj", shared_inner(), E, false);
+          linear(moe_prefix(b) + "shared_expert.up_proj", shared_inner(), E, false);
+          linear(moe_prefix(b) + "shared_expert.down_proj", E, shared_inner(), false);
+          add(moe_prefix(b) + "shared_expert_gate.weight", {1, E}, 1.0f / std::sqrt(float(E)));
+        }
       } else {
         linear(b + "mlp.gate_proj", F, E, c_.mlp_bias);
         linear(b + "mlp.up_proj", F, E, c_.mlp_bias);
@@ -117,6 +123,29 @@ class RandomLlama {
     }
     add("model.norm.weight", {E}, 0.1f, 1.0f);
     if (!c_.tie_word_embeddings) add("lm_head.weight", {V, E}, 1.0f / std::sqrt(float(E)));  // never quantized
+    if (type() == "phi3") {
+      // Phi-3's checkpoint holds qkv_proj = [q; k; v] and gate_up_proj = [gate; up] (rows); the reference
+      // keeps computing with the parts.
+      for (int i = 0; i < L; ++i) {
+        const std::string b = "model.layers." + std::to_string(i) + ".";
+        fuse(b + "self_attn.qkv_proj.weight", {b + "self_attn.q_proj.weight", b + "self_attn.k_proj.weight", b + "self_attn.v_proj.weight"});
+        fuse(b + "mlp.gate_up_proj.weight", {b + "mlp.gate_proj.weight", b + "mlp.up_proj.weight"});
+      }
+    }
+  }
+
+  // Writes `parts` stacked by rows as one tensor `name`; the parts stay for the reference only.
+  void fuse(const std::string& name, std::initializer_list<std::string> parts) {
+    std::vector<float> all;
+    std::int64_t rows = 0, cols = 0;
+    for (const auto& p : parts) {
+      all.insert(all.end(), w_.at(p).begin(), w_.at(p).end());
+      rows += shapes_.at(p)[0];
+      cols = shapes_.at(p)[1];
+      shapes_.erase(p);
+    }
+    w_[name] = std::move(all);
+    shapes_[name] = {rows, cols};
   }
 
   // A GPTQ Linear packed as AutoGPTQ's pack() does (4 bits, lowest bits first, zeros stored minus one),
@@ -237,6 +266,12 @@ class RandomLlama {
             const double w = renormalise ? probs[order[j]] / chosen : probs[order[j]];
             for (int e = 0; e < E; ++e) down[e] += w * y[e];
           }
+          if (shared_inner() > 0) {  // Qwen2-MoE: + sigmoid(shared_expert_gate(x)) · shared_expert(x)
+            const std::string sh = moe_prefix(b) + "shared_expert.";
+            const auto y = gated(x, sh + "gate_proj", sh + "up_proj", sh + "down_proj", shared_inner());
+            const double g = 1.0 / (1.0 + std::exp(-linear(x, moe_prefix(b) + "shared_expert_gate", 1, E)[0]));
+            for (int e = 0; e < E; ++e) down[e] += g * y[e];
+          }
         } else {
           down = gated(x, b + "mlp.gate_proj", b + "mlp.up_proj", b + "mlp.down_proj", F);
         }
@@ -259,6 +294,7 @@ class RandomLlama {
     return variant_.config.value(mixtral() ? "num_local_experts" : "num_experts", 0);
   }
   int expert_inner() const { return mixtral() ? F : variant_.config.value("moe_intermediate_size", 0); }
+  int shared_inner() const { return variant_.config.value("shared_expert_intermediate_size", 0); }
   bool sparse(int layer) const {
     if (experts() == 0) return false;
     for (const auto& d : variant_.config.value("mlp_only_layers", json::array()))
@@ -286,7 +322,7 @@ class RandomLlama {
     const json& j = variant_.config;
     if (!j.contains("sliding_window") || j["sliding_window"].is_null()) return std::nullopt;
     const std::string type = j.value("model_type", "");
-    if (type == "mistral") return j["sliding_window"].get<std::int64_t>();
+    if (type == "mistral" || type == "mixtral" || type == "phi3") return j["sliding_window"].get<std::int64_t>();
     if ((type == "qwen2" || type == "qwen3") && j.value("use_sliding_window", false) && l >= j.value("max_window_layers", 28))
       return j["sliding_window"].get<std::int64_t>();
     return std::nullopt;
@@ -387,8 +423,8 @@ class TestRunLlama : public QObject {
     qwen3["max_window_layers"] = 1;
     QTest::newRow("qwen2 biases, untied head") << QString::fromStdString(qwen2.dump()) << false;
     QTest::newRow("qwen3 q/k norms, biases, window on layer 1") << QString::fromStdString(qwen3.dump()) << false;
-    // Routed experts: Mixtral (4 experts, top 2, renormalised; float16) and Qwen3-MoE (a dense first
-    // layer, 4 experts of their own size, top 2 not renormalised).
+    // Routed experts: Mixtral (4 experts, top 2, renormalised; float16), Qwen3-MoE (a dense first layer,
+    // 4 experts of their own size, top 2 not renormalised) and Qwen2-MoE (with a gated shared expert).
     auto mixtral = base_config("mixtral");
     mixtral["num_local_experts"] = 4;
     mixtral["num_experts_per_tok"] = 2;
@@ -401,6 +437,16 @@ class TestRunLlama : public QObject {
     qwen3_moe["mlp_only_layers"] = json::array({0});
     QTest::newRow("mixtral experts, float16") << QString::fromStdString(mixtral.dump()) << true;
     QTest::newRow("qwen3_moe experts, dense first layer") << QString::fromStdString(qwen3_moe.dump()) << false;
+    auto phi3 = base_config("phi3");  // fused projections, a window of 5 on every layer
+    phi3["sliding_window"] = 5;
+    QTest::newRow("phi3 fused projections, sliding window") << QString::fromStdString(phi3.dump()) << false;
+    auto qwen2_moe = base_config("qwen2_moe");  // q/k/v biases, 4 experts, top 2 renormalised, a shared expert
+    qwen2_moe["num_experts"] = 4;
+    qwen2_moe["num_experts_per_tok"] = 2;
+    qwen2_moe["moe_intermediate_size"] = 16;
+    qwen2_moe["shared_expert_intermediate_size"] = 40;
+    qwen2_moe["norm_topk_prob"] = true;
+    QTest::newRow("qwen2_moe experts and shared expert") << QString::fromStdString(qwen2_moe.dump()) << false;
     QTest::newRow("llama3 rope scaling, biases") << QString::fromStdString(llama3.dump()) << false;
     QTest::newRow("mistral sliding window, float16") << QString::fromStdString(mistral.dump()) << true;
     for (const bool desc_act : {false, true}) {

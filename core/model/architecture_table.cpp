@@ -90,6 +90,33 @@ const std::vector<Architecture>& table() {
                  }),
                  kRotary});
 
+    // Qwen2-MoE: Qwen2's attention (q/k/v biases), a router, experts, and a shared expert with its gate.
+    t.push_back({"qwen2_moe", "Qwen2Moe", "{}DecoderLayer", "model.layers", "model.embed_tokens.weight", "lm_head.weight",
+                 true, false,
+                 decoder_tree([] {
+                   std::vector<ModuleRule> block = attention_rows(false, false);
+                   block.insert(block.end(), {
+                     {"model.layers.#.mlp", "{}SparseMoeBlock", ""},
+                     {"model.layers.#.mlp.gate", "Linear", "weight=E,H"},
+                     {"model.layers.#.mlp.experts", "ModuleList", ""},
+                     {"model.layers.#.mlp.experts.#", "{}MLP", ""},
+                     {"model.layers.#.mlp.experts.#.gate_proj", "Linear", "weight=IE,H"},
+                     {"model.layers.#.mlp.experts.#.up_proj", "Linear", "weight=IE,H"},
+                     {"model.layers.#.mlp.experts.#.down_proj", "Linear", "weight=H,IE"},
+                     {"model.layers.#.mlp.experts.#.act_fn", "SiLU", ""},
+                     {"model.layers.#.mlp.shared_expert", "{}MLP", ""},
+                     {"model.layers.#.mlp.shared_expert.gate_proj", "Linear", "weight=IS,H"},
+                     {"model.layers.#.mlp.shared_expert.up_proj", "Linear", "weight=IS,H"},
+                     {"model.layers.#.mlp.shared_expert.down_proj", "Linear", "weight=H,IS"},
+                     {"model.layers.#.mlp.shared_expert.act_fn", "SiLU", ""},
+                     {"model.layers.#.mlp.shared_expert_gate", "Linear", "weight=1,H"},
+                     {"model.layers.#.input_layernorm", "{}RMSNorm", "weight=H"},
+                     {"model.layers.#.post_attention_layernorm", "{}RMSNorm", "weight=H"},
+                   });
+                   return block;
+                 }()),
+                 kRotary});
+
     // Qwen3-MoE: Qwen3's attention (q/k norms, biases where asked), a router and experts in every layer.
     // (Layers listed in mlp_only_layers hold a dense MLP instead; the table plans them as sparse.)
     t.push_back({"qwen3_moe", "Qwen3Moe", "{}DecoderLayer", "model.layers", "model.embed_tokens.weight", "lm_head.weight",

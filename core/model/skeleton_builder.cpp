@@ -41,6 +41,7 @@ Symbols symbols_from_config(const nlohmann::json& c) {
   s["L"] = get_int(c, {"num_hidden_layers", "n_layer"}, 0);
   s["E"] = get_int(c, {"num_local_experts", "num_experts"}, 0);
   s["IE"] = get_int(c, {"moe_intermediate_size"}, s["I"]);  // an expert's intermediate size (Qwen MoE)
+  s["IS"] = get_int(c, {"shared_expert_intermediate_size"}, s["I"]);  // Qwen2-MoE's shared expert
   return s;
 }
 

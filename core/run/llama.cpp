@@ -1,6 +1,7 @@
-// The Llama family's forward pass (Llama 2/3, Mistral, Qwen2, TinyLlama, SmolLM), following transformers'
-// modeling_llama: RMSNorm → attention with rotary embeddings → residual, RMSNorm → SwiGLU MLP →
-// residual. Each part runs on the device that executes its weights; the hidden state follows it.
+// The Llama family's forward pass (Llama 2/3, Mistral, Qwen2, Qwen3, Phi-3, TinyLlama, SmolLM, and the
+// routed-expert Mixtral, Qwen2-MoE, Qwen3-MoE), following transformers' modeling files: RMSNorm →
+// attention with rotary embeddings → residual, RMSNorm → SwiGLU MLP (or routed experts) → residual.
+// Each part runs on the device that executes its weights; the hidden state follows it.
 #include <array>
 #include <cmath>
 #include <initializer_list>
@@ -97,7 +98,8 @@ class Llama final : public Transformer {
   }
 
   c10::Device attention_device(std::int64_t index) const override {
-    return w_.execution_device(block_name(c_, index) + ".self_attn.q_proj" + main_tensor());
+    return w_.execution_device(block_name(c_, index) + (c_.fused_projections ? ".self_attn.qkv_proj" : ".self_attn.q_proj") +
+                               main_tensor());
   }
 
   // The tensor that places a block Linear (and the part of the block it belongs to).
@@ -137,7 +139,9 @@ class Llama final : public Transformer {
     const auto device = attention_device(index);
     h = move(h, device);
     const at::Tensor x = rms_norm(h, p_.fetch(b + ".input_layernorm.weight", device), c_.norm_eps);
-    auto qkv = linears(b + ".self_attn.", {"q_proj", "k_proj", "v_proj"}, x, device);
+    auto qkv = c_.fused_projections ? split(linear(b + ".self_attn.qkv_proj", x, device),
+                                            {c_.num_heads * c_.head_dim, c_.num_kv_heads * c_.head_dim, c_.num_kv_heads * c_.head_dim})
+                                    : linears(b + ".self_attn.", {"q_proj", "k_proj", "v_proj"}, x, device);
     if (c_.qk_norm) {  // Qwen3: each head of q and k normalised over head_dim, before RoPE
       qkv[0] = head_norm(qkv[0], c_.num_heads, p_.fetch(b + ".self_attn.q_norm.weight", device));
       qkv[1] = head_norm(qkv[1], c_.num_kv_heads, p_.fetch(b + ".self_attn.k_norm.weight", device));
@@ -163,24 +167,40 @@ class Llama final : public Transformer {
     // The MLP runs where its first weight (a sparse layer: its router) executes.
     const bool sparse = c_.sparse_layer(index);
     const std::string mlp = b + (sparse && c_.moe->mixtral_names ? ".block_sparse_moe." : ".mlp.");
-    const auto mlp_device = w_.execution_device(mlp + (sparse ? std::string("gate.weight") : "gate_proj" + std::string(main_tensor())));
+    const std::string first = sparse ? "gate.weight" : (c_.fused_projections ? "gate_up_proj" : "gate_proj") + std::string(main_tensor());
+    const auto mlp_device = w_.execution_device(mlp + first);
     h = move(h, mlp_device);
     const at::Tensor y = rms_norm(h, p_.fetch(b + ".post_attention_layernorm.weight", mlp_device), c_.norm_eps);
     if (sparse) return residual(h, experts(mlp, y, mlp_device));
+    if (c_.fused_projections) return residual(h, gated_mlp(mlp, {"gate_up_proj", "", "down_proj"}, y, mlp_device));
     return residual(h, gated_mlp(mlp, {"gate_proj", "up_proj", "down_proj"}, y, mlp_device));
   }
 
-  // down(silu(gate(y)) · up(y)), `names` = {gate, up, down} under `prefix`.
+  // A fused projection's output cut into its parts along the features, each contiguous (Phi-3's
+  // qkv_proj holds the q, k and v rows in that order; gate_up_proj the gate rows, then the up rows).
+  static std::vector<at::Tensor> split(const at::Tensor& fused, std::initializer_list<std::int64_t> widths) {
+    std::vector<at::Tensor> parts;
+    std::int64_t at = 0;
+    for (const auto w : widths) {
+      parts.push_back(fused.narrow(-1, at, w).contiguous());
+      at += w;
+    }
+    return parts;
+  }
+
+  // down(silu(gate(y)) · up(y)), `names` = {gate, up, down} under `prefix` ({"gate_up_proj", "", down}
+  // for Phi-3's fused gate and up).
   at::Tensor gated_mlp(const std::string& prefix, std::array<const char*, 3> names, const at::Tensor& y,
                        const c10::Device& device) const {
-    const auto gate_up = linears(prefix, {names[0], names[1]}, y, device);
+    const auto gate_up = *names[1] == '\0' ? split(linear(prefix + names[0], y, device), {c_.intermediate_size, c_.intermediate_size})
+                                           : linears(prefix, {names[0], names[1]}, y, device);
     const at::Tensor gated = token_ops_take(gate_up[0]) && gate_up[1].scalar_type() == gate_up[0].scalar_type()
                                  ? silu_mul_kernel(gate_up[0], gate_up[1])
                                  : at::silu(gate_up[0]).mul(gate_up[1]);
     return linear(prefix + names[2], gated, device);
   }
 
-  // A sparse layer's MLP, as MixtralSparseMoeBlock / Qwen3MoeSparseMoeBlock compute it: softmax of the
+  // A sparse layer's MLP, as MixtralSparseMoeBlock / Qwen2MoeSparseMoeBlock / Qwen3MoeSparseMoeBlock compute it: softmax of the
   // router's logits in float32, the top_k of it (renormalised where the model does), cast to the hidden
   // dtype; each chosen expert runs on the rows that chose it, in ascending expert order, and its output
   // times the routing weight is added into a zeroed sum. Only the chosen experts' weights are read.
@@ -212,6 +232,11 @@ class Llama final : public Transformer {
       const at::Tensor routed = gated_mlp(prefix + "experts." + std::to_string(e) + ".", names, x, device);
       const at::Tensor w = weights.index({tokens, index(slots[e])}).unsqueeze(1);
       out.index_add_(0, tokens, routed.mul(w));
+    }
+    if (m.shared_intermediate > 0) {  // Qwen2-MoE: + sigmoid(shared_expert_gate(y)) · shared_expert(y)
+      const at::Tensor shared = gated_mlp(prefix + "shared_expert.", {"gate_proj", "up_proj", "down_proj"}, y, device);
+      const at::Tensor gate = at::sigmoid(dense(y, p_.fetch(prefix + "shared_expert_gate.weight", device)));
+      out = out.add(gate.mul(shared));
     }
     return out;
   }

@@ -147,10 +147,12 @@ ModelConfig read_llama(const nlohmann::json& j, std::string_view source, const s
   if (c.num_heads % c.num_kv_heads != 0)
     throw Error(std::string(source) + ": num_attention_heads " + std::to_string(c.num_heads) +
                 " is not a multiple of num_key_value_heads " + std::to_string(c.num_kv_heads));
-  const bool qwen2 = model_type == "qwen2", qwen3_moe = model_type == "qwen3_moe";
+  const bool qwen2_moe = model_type == "qwen2_moe", qwen2 = model_type == "qwen2" || qwen2_moe;
+  const bool qwen3_moe = model_type == "qwen3_moe";
   const bool qwen3 = model_type == "qwen3" || qwen3_moe;
-  const bool mixtral = model_type == "mixtral";
-  const bool mistral = model_type == "mistral" || mixtral;
+  const bool mixtral = model_type == "mixtral", phi3 = model_type == "phi3";
+  // Mistral's, Mixtral's and Phi-3's attention take config.sliding_window on every layer.
+  const bool mistral = model_type == "mistral" || mixtral || phi3;
   c.max_position_embeddings =
       r.positive_int("max_position_embeddings", qwen2 || qwen3 ? 32768 : mistral ? 4096 * 32 : 2048);
   c.norm_eps = r.positive_number("rms_norm_eps", 1e-6);
@@ -162,6 +164,9 @@ ModelConfig read_llama(const nlohmann::json& j, std::string_view source, const s
   c.qkv_bias = qwen2 || attention_bias;
   c.out_proj_bias = attention_bias;
   c.qk_norm = qwen3;
+  c.fused_projections = phi3;
+  if (phi3 && r.has("partial_rotary_factor") && r.positive_number("partial_rotary_factor", 1.0) != 1.0)
+    r.fail("partial_rotary_factor", "is not 1; the runtime rotates whole heads only");
   c.mlp_bias = r.boolean("mlp_bias", false);
   c.activation = r.string("hidden_act", "silu");
   if (c.activation != "silu")
@@ -187,7 +192,7 @@ ModelConfig read_llama(const nlohmann::json& j, std::string_view source, const s
     m.expert_intermediate = c.intermediate_size;
     c.moe = m;
   }
-  if (qwen3_moe) {
+  if (qwen3_moe || qwen2_moe) {
     MoeConfig m;
     m.experts = r.positive_int("num_experts", 128);
     m.top_k = r.positive_int("num_experts_per_tok", 8);
@@ -195,6 +200,12 @@ ModelConfig read_llama(const nlohmann::json& j, std::string_view source, const s
     m.normalize_top_k = r.boolean("norm_topk_prob", false);
     m.sparse_step = r.positive_int("decoder_sparse_step", 1);
     for (const auto d : r.int_list("mlp_only_layers")) m.dense_layers.push_back(d);
+    if (qwen2_moe) {
+      m.experts = r.positive_int("num_experts", 60);
+      m.top_k = r.positive_int("num_experts_per_tok", 4);
+      m.expert_intermediate = r.positive_int("moe_intermediate_size", 1408);
+      m.shared_intermediate = r.positive_int("shared_expert_intermediate_size", 5632);
+    }
     c.moe = m;
   }
   if (c.moe && c.moe->top_k > c.moe->experts)
@@ -256,10 +267,12 @@ std::string model_type_of(const nlohmann::json& j, std::string_view source) {
       const std::string name = a.get<std::string>();
       if (name.rfind("Llama", 0) == 0) return "llama";
       if (name.rfind("Mistral", 0) == 0) return "mistral";
+      if (name.rfind("Qwen2Moe", 0) == 0) return "qwen2_moe";
       if (name.rfind("Qwen2", 0) == 0) return "qwen2";
       if (name.rfind("Qwen3Moe", 0) == 0) return "qwen3_moe";
       if (name.rfind("Qwen3", 0) == 0) return "qwen3";
       if (name.rfind("Mixtral", 0) == 0) return "mixtral";
+      if (name.rfind("Phi3", 0) == 0) return "phi3";
       if (name.rfind("GPT2", 0) == 0) return "gpt2";
     }
   }
@@ -294,13 +307,14 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& config, std::string_vie
   if (!config.is_object()) throw Error(std::string(source) + ": expected a JSON object");
   const std::string type = model_type_of(config, source);
   ModelConfig c;
-  if (type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3" || type == "mixtral" || type == "qwen3_moe")
+  if (type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3" || type == "mixtral" || type == "qwen2_moe" ||
+      type == "qwen3_moe" || type == "phi3")
     c = read_llama(config, source, type);
   else if (type == "gpt2")
     c = read_gpt2(config, source);
   else
     throw Error(std::string(source) + ": model_type '" + type +
-                "' is not supported by the runtime (supported: llama, mistral, qwen2, qwen3, mixtral, qwen3_moe, gpt2)");
+                "' is not supported by the runtime (supported: llama, mistral, qwen2, qwen3, phi3, mixtral, qwen2_moe, qwen3_moe, gpt2)");
   ConfigReader r(config, source);
   const std::string dtype = r.string("torch_dtype", r.string("dtype", ""));
   if (!dtype.empty()) {

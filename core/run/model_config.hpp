@@ -1,6 +1,6 @@
 #pragma once
 // The architecture hyper-parameters the runtime needs, read from config.json. Llama family (llama,
-// mistral, qwen2, qwen3, the routed-expert mixtral and qwen3_moe, and the models that reuse their
+// mistral, qwen2, qwen3, phi3, the routed-expert mixtral, qwen2_moe and qwen3_moe, and the models that reuse their
 // model_type: TinyLlama, SmolLM, …) and GPT-2.
 #include <cstdint>
 #include <optional>
@@ -41,7 +41,7 @@ struct GptqConfig {
   static GptqConfig from_json(const nlohmann::json& j, std::string_view source);
 };
 
-// Routed experts (Mixtral, Qwen3-MoE): a sparse layer's MLP is the sum of the top_k experts its router
+// Routed experts (Mixtral, Qwen2-MoE, Qwen3-MoE): a sparse layer's MLP is the sum of the top_k experts its router
 // picks per token, weighted by the router's softmax (renormalised over the chosen ones when asked).
 struct MoeConfig {
   std::int64_t experts = 0;
@@ -52,6 +52,7 @@ struct MoeConfig {
   std::vector<std::int64_t> dense_layers;    // … and it is not one of mlp_only_layers
   bool mixtral_names = false;                // block_sparse_moe.{gate, experts.N.w1|w2|w3}, else
                                              // mlp.{gate, experts.N.gate_proj|up_proj|down_proj}
+  std::int64_t shared_intermediate = 0;      // Qwen2-MoE: a shared expert of this size, gated by a sigmoid
 };
 
 struct ModelConfig {
@@ -73,6 +74,7 @@ struct ModelConfig {
   bool out_proj_bias = false;  // o_proj carries a bias (attention_bias)
   bool mlp_bias = false;
   std::string activation;  // "silu", "gelu_new", "gelu", "relu"
+  bool fused_projections = false;  // Phi-3: qkv_proj ([q; k; v] rows) and gate_up_proj ([gate; up] rows)
   bool qk_norm = false;        // Qwen3: an RMSNorm over each head of q and k (q_norm, k_norm) before RoPE
   // A query sees at most this many keys back on the layers that slide (Mistral: all of them; Qwen2/Qwen3
   // with use_sliding_window: those from max_window_layers on, or as config.json's layer_types say).

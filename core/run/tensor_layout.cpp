@@ -38,10 +38,15 @@ std::vector<TensorSpec> llama_tensors(const ModelConfig& c) {
   for (std::int64_t i = 0; i < c.num_layers; ++i) {
     const std::string b = block_name(c, i);
     t.push_back({b + ".input_layernorm.weight", {c.hidden_size}, {}});
-    block_linear(t, b + ".self_attn.q_proj", q, c.hidden_size, c.qkv_bias);
-    block_linear(t, b + ".self_attn.k_proj", kv, c.hidden_size, c.qkv_bias);
-    block_linear(t, b + ".self_attn.v_proj", kv, c.hidden_size, c.qkv_bias);
-    block_linear(t, b + ".self_attn.o_proj", c.hidden_size, q, c.out_proj_bias);
+    if (c.fused_projections) {  // Phi-3: o_proj registered before qkv_proj
+      block_linear(t, b + ".self_attn.o_proj", c.hidden_size, q, c.out_proj_bias);
+      block_linear(t, b + ".self_attn.qkv_proj", q + 2 * kv, c.hidden_size, c.qkv_bias);
+    } else {
+      block_linear(t, b + ".self_attn.q_proj", q, c.hidden_size, c.qkv_bias);
+      block_linear(t, b + ".self_attn.k_proj", kv, c.hidden_size, c.qkv_bias);
+      block_linear(t, b + ".self_attn.v_proj", kv, c.hidden_size, c.qkv_bias);
+      block_linear(t, b + ".self_attn.o_proj", c.hidden_size, q, c.out_proj_bias);
+    }
     if (c.qk_norm) {
       t.push_back({b + ".self_attn.q_norm.weight", {c.head_dim}, {}});
       t.push_back({b + ".self_attn.k_norm.weight", {c.head_dim}, {}});
@@ -64,6 +69,15 @@ std::vector<TensorSpec> llama_tensors(const ModelConfig& c) {
           block_linear(t, x + "down_proj", c.hidden_size, inner, false);
         }
       }
+      if (m.shared_intermediate > 0) {  // Qwen2-MoE: the shared expert, then its gate
+        block_linear(t, block + "shared_expert.gate_proj", m.shared_intermediate, c.hidden_size, false);
+        block_linear(t, block + "shared_expert.up_proj", m.shared_intermediate, c.hidden_size, false);
+        block_linear(t, block + "shared_expert.down_proj", c.hidden_size, m.shared_intermediate, false);
+        t.push_back({block + "shared_expert_gate.weight", {1, c.hidden_size}, {}, false, true});
+      }
+    } else if (c.fused_projections) {
+      block_linear(t, b + ".mlp.gate_up_proj", 2 * c.intermediate_size, c.hidden_size, c.mlp_bias);
+      block_linear(t, b + ".mlp.down_proj", c.hidden_size, c.intermediate_size, c.mlp_bias);
     } else {
       block_linear(t, b + ".mlp.gate_proj", c.intermediate_size, c.hidden_size, c.mlp_bias);
       block_linear(t, b + ".mlp.up_proj", c.intermediate_size, c.hidden_size, c.mlp_bias);
