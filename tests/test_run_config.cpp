@@ -1,5 +1,6 @@
 // config.json and generation_config.json as the runtime reads them: the demo model, the Llama family's
 // variants, GPT-2, rotary scaling, and one clear error per kind of bad key.
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 #include <string>
@@ -111,6 +112,70 @@ class TestRunConfig : public QObject {
     QCOMPARE(ModelConfig::from_json(a).model_type, std::string("llama"));
   }
 
+  // yarn (Qwen3's 4x long-context setting), dynamic NTK and longrope, each against the published
+  // formulas written out here in doubles.
+  void yarnDynamicAndLongRope() {
+    auto j = llama_base();  // hidden 256, 8 heads: head_dim 32
+    j["rope_theta"] = 1000000.0;
+    j["max_position_embeddings"] = 40960;
+    j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 32768}};
+    auto c = ModelConfig::from_json(j);
+    QCOMPARE(c.rope_scaling.kind, RopeScaling::Kind::Yarn);
+    QCOMPARE(rope_attention_scaling(c), 0.1 * std::log(4.0) + 1.0);
+    const double dim = 32, base = 1e6, context = 32768;
+    const auto correction = [&](double rotations) { return dim * std::log(context / (rotations * 2 * std::numbers::pi)) / (2 * std::log(base)); };
+    const double low = std::max(0.0, std::floor(correction(32))), high = std::min(dim - 1, std::ceil(correction(1)));
+    const auto yarn = rope_inverse_frequencies(c);
+    QCOMPARE(yarn.size(), std::size_t{16});
+    int kept = 0, divided = 0;
+    for (int i = 0; i < 16; ++i) {
+      const double plain = 1.0 / std::pow(base, 2.0 * i / dim);
+      const double ramp = std::clamp((i - low) / (high - low), 0.0, 1.0);
+      const double want = plain / 4 * ramp + plain * (1 - ramp);
+      QVERIFY2(std::abs(yarn[i] - want) <= 1e-6 * want, std::to_string(i).c_str());
+      kept += ramp == 0;
+      divided += ramp == 1;
+    }
+    QVERIFY(kept > 0 && divided > 0);  // the ramp lies inside the head
+    j["rope_scaling"]["mscale"] = 1.0;  // DeepSeek's form: a ratio of two mscales
+    j["rope_scaling"]["mscale_all_dim"] = 0.5;
+    QCOMPARE(rope_attention_scaling(ModelConfig::from_json(j)), (0.1 * std::log(4.0) + 1.0) / (0.05 * std::log(4.0) + 1.0));
+
+    // dynamic: unchanged within the context; past it theta grows by (f·L/L₀ − (f − 1))^(d/(d−2)).
+    j = llama_base();
+    j["max_position_embeddings"] = 2048;
+    j["rope_scaling"] = {{"rope_type", "dynamic"}, {"factor", 2.0}};
+    c = ModelConfig::from_json(j);
+    auto plain = c;
+    plain.rope_scaling = {};
+    QCOMPARE(rope_inverse_frequencies(c, 2048), rope_inverse_frequencies(plain));
+    const double theta = 10000 * std::pow(2.0 * 4096 / 2048 - 1, 32.0 / 30);
+    QVERIFY(std::abs(rope_inverse_frequencies(c, 4096)[3] - 1 / std::pow(theta, 6.0 / 32)) < 1e-7);
+
+    // longrope (Phi-3 128k): short factors within the original context, long ones past it; the
+    // attention factor from max/original context.
+    j = llama_base();
+    j["model_type"] = "phi3";
+    j["max_position_embeddings"] = 131072;
+    j["original_max_position_embeddings"] = 4096;
+    std::vector<double> shorts(16), longs(16);
+    for (int i = 0; i < 16; ++i) {
+      shorts[i] = 1.0 + 0.01 * i;
+      longs[i] = 1.0 + i;
+    }
+    j["rope_scaling"] = {{"type", "longrope"}, {"short_factor", shorts}, {"long_factor", longs}};
+    c = ModelConfig::from_json(j);
+    QCOMPARE(rope_attention_scaling(c), std::sqrt(1 + std::log(32.0) / std::log(4096.0)));
+    for (int i : {0, 7, 15}) {
+      const double plain_i = std::pow(10000.0, 2.0 * i / 32);
+      QVERIFY(std::abs(rope_inverse_frequencies(c, 4096)[i] - 1 / (shorts[i] * plain_i)) < 1e-6 / plain_i);
+      QVERIFY(std::abs(rope_inverse_frequencies(c, 4097)[i] - 1 / (longs[i] * plain_i)) < 1e-6 / plain_i);
+    }
+    j["rope_scaling"]["long_factor"] = std::vector<double>(15, 1.0);
+    const auto e = error_of([&] { ModelConfig::from_json(j, "phi/config.json"); });
+    QVERIFY2(contains(e, "phi/config.json") && contains(e, "long_factor") && contains(e, "16"), e.c_str());
+  }
+
   void llama3RopeScaling() {
     auto j = llama_base();
     j["hidden_size"] = 4096;
@@ -209,8 +274,10 @@ class TestRunConfig : public QObject {
     QVERIFY(contains(error_of([&] { ModelConfig::from_json(type); }), "'mamba' is not supported"));
 
     auto rope = llama_base();
-    rope["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
-    QVERIFY(contains(error_of([&] { ModelConfig::from_json(rope); }), "yarn"));
+    rope["rope_scaling"] = {{"rope_type", "mrope"}, {"factor", 4.0}};  // Qwen2-VL's, not a text model's
+    QVERIFY(contains(error_of([&] { ModelConfig::from_json(rope); }), "'mrope' is not supported"));
+    rope["rope_scaling"] = {{"rope_type", "yarn"}};
+    QVERIFY(contains(error_of([&] { ModelConfig::from_json(rope); }), "factor"));
     rope["rope_scaling"] = {{"rope_type", "llama3"}};
     QVERIFY(contains(error_of([&] { ModelConfig::from_json(rope); }), "factor"));
 

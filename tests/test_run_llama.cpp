@@ -221,8 +221,8 @@ class RandomLlama {
           qp = per_head_norm(qp, H, b + "self_attn.q_norm.weight");
           kp = per_head_norm(kp, KVH, b + "self_attn.k_norm.weight");
         }
-        q[p] = rotate(qp, H, p, inv_freq);
-        k[p] = rotate(kp, KVH, p, inv_freq);
+        q[p] = rotate(qp, H, p, inv_freq, attention_factor());
+        k[p] = rotate(kp, KVH, p, inv_freq, attention_factor());
         v[p] = linear(x, b + "self_attn.v_proj", KVH * D, E);
       }
       for (std::size_t p = 0; p < n; ++p) {
@@ -359,10 +359,17 @@ class RandomLlama {
     return y;
   }
   // rotate_half convention: dimension j pairs with j + D/2.
-  static std::vector<double> rotate(std::vector<double> x, int heads, std::size_t pos, const std::vector<float>& inv) {
+  // yarn's attention factor, 0.1·ln(factor) + 1 (the paper's; transformers multiplies cos and sin by it).
+  double attention_factor() const {
+    const json& r = variant_.config.value("rope_scaling", json::object());
+    if (!r.is_object() || r.value("rope_type", "") != "yarn") return 1.0;
+    return 0.1 * std::log(r["factor"].get<double>()) + 1.0;
+  }
+
+  static std::vector<double> rotate(std::vector<double> x, int heads, std::size_t pos, const std::vector<float>& inv, double scale) {
     for (int hd = 0; hd < heads; ++hd)
       for (int j = 0; j < D / 2; ++j) {
-        const double a = double(pos) * double(inv[j]), c = std::cos(a), s = std::sin(a);
+        const double a = double(pos) * double(inv[j]), c = scale * std::cos(a), s = scale * std::sin(a);
         double& lo = x[hd * D + j];
         double& hi = x[hd * D + j + D / 2];
         const double l = lo, r = hi;
@@ -423,6 +430,9 @@ class TestRunLlama : public QObject {
     qwen3["max_window_layers"] = 1;
     QTest::newRow("qwen2 biases, untied head") << QString::fromStdString(qwen2.dump()) << false;
     QTest::newRow("qwen3 q/k norms, biases, window on layer 1") << QString::fromStdString(qwen3.dump()) << false;
+    auto yarn = base_config("qwen3");  // yarn over a short original context: the ramp lies inside the head
+    yarn["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 16}};
+    QTest::newRow("qwen3 yarn") << QString::fromStdString(yarn.dump()) << false;
     // Routed experts: Mixtral (4 experts, top 2, renormalised; float16), Qwen3-MoE (a dense first layer,
     // 4 experts of their own size, top 2 not renormalised) and Qwen2-MoE (with a gated shared expert).
     auto mixtral = base_config("mixtral");

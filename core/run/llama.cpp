@@ -30,8 +30,8 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return weight.mul(normed.to(x.scalar_type()));
 }
 
-at::Tensor inverse_frequencies(const ModelConfig& config) {
-  const std::vector<float> inv = rope_inverse_frequencies(config);
+at::Tensor inverse_frequencies(const ModelConfig& config, std::int64_t sequence = 0) {
+  const std::vector<float> inv = rope_inverse_frequencies(config, sequence);
   return at::tensor(at::ArrayRef<float>(inv.data(), inv.size()), at::TensorOptions().dtype(at::kFloat));
 }
 
@@ -49,7 +49,10 @@ class Llama final : public Transformer {
     const std::int64_t past = cache ? cache->length() : 0, n = ids.size(0);
     const auto embed_device = w_.execution_device("model.embed_tokens.weight");
     at::Tensor h = at::embedding(p_.fetch("model.embed_tokens.weight", embed_device), ids.to(embed_device));
-    Rotary rotary(inv_freq_, past, n);
+    // "dynamic" and "longrope" frequencies follow the positions this pass reaches.
+    const auto kind = c_.rope_scaling.kind;
+    const bool by_length = kind == RopeScaling::Kind::Dynamic || kind == RopeScaling::Kind::LongRope;
+    Rotary rotary(by_length ? inverse_frequencies(c_, past + n) : inv_freq_, past, n, rope_attention_scaling(c_));
     for (std::int64_t i = 0; i < c_.num_layers; ++i) {
       stop_if_cancelled();
       p_.enter_block(static_cast<std::size_t>(i));
@@ -68,12 +71,17 @@ class Llama final : public Transformer {
   // cos/sin of the new positions ([new, head_dim], float32 like transformers), per device and dtype.
   class Rotary {
    public:
-    Rotary(const at::Tensor& inv_freq, std::int64_t past, std::int64_t n) {
+    // `scaling`: yarn's and longrope's attention factor, applied to cos and sin in float32.
+    Rotary(const at::Tensor& inv_freq, std::int64_t past, std::int64_t n, double scaling) {
       const at::Tensor positions = at::arange(past, past + n, at::TensorOptions().dtype(at::kLong)).to(at::kFloat);
       const at::Tensor freqs = at::outer(positions, inv_freq);
       const at::Tensor emb = at::cat({freqs, freqs}, -1);
       cos_ = emb.cos();
       sin_ = emb.sin();
+      if (scaling != 1.0) {
+        cos_ = cos_.mul(scaling);
+        sin_ = sin_.mul(scaling);
+      }
     }
     std::pair<at::Tensor, at::Tensor> on(const c10::Device& device, at::ScalarType dtype) {
       for (const auto& e : cached_)

@@ -118,7 +118,49 @@ RopeScaling read_rope_scaling(const nlohmann::json& config, std::string_view sou
       throw Error(where + ": high_freq_factor must be greater than low_freq_factor");
     return r;
   }
-  throw Error(where + ": rope type '" + type + "' is not supported (supported: default, linear, llama3)");
+  if (type == "yarn") {
+    r.kind = RopeScaling::Kind::Yarn;
+    if (!rr.has("factor")) rr.fail("factor", "is missing (needed by rope_type yarn)");
+    r.factor = rr.positive_number("factor", 1.0);
+    r.original_max_position_embeddings = rr.positive_int("original_max_position_embeddings", max_positions);
+    if (rr.has("attention_factor")) r.attention_factor = rr.positive_number("attention_factor", 1.0);
+    r.beta_fast = rr.positive_number("beta_fast", 32);
+    r.beta_slow = rr.positive_number("beta_slow", 1);
+    r.mscale = rr.has("mscale") ? rr.positive_number("mscale", 1) : 0;
+    r.mscale_all_dim = rr.has("mscale_all_dim") ? rr.positive_number("mscale_all_dim", 1) : 0;
+    r.truncate = rr.boolean("truncate", true);
+    return r;
+  }
+  if (type == "dynamic") {
+    r.kind = RopeScaling::Kind::Dynamic;
+    if (!rr.has("factor")) rr.fail("factor", "is missing (needed by rope_type dynamic)");
+    r.factor = rr.positive_number("factor", 1.0);
+    r.original_max_position_embeddings = max_positions;
+    return r;
+  }
+  if (type == "longrope" || type == "su") {
+    r.kind = RopeScaling::Kind::LongRope;
+    for (const char* key : {"short_factor", "long_factor"}) {
+      if (!rr.has(key) || !j.at(key).is_array()) rr.fail(key, "must be a list of numbers (needed by rope_type longrope)");
+      auto& out = std::string_view(key) == "short_factor" ? r.short_factor : r.long_factor;
+      for (const auto& v : j.at(key)) {
+        if (!v.is_number() || !(v.get<double>() > 0)) rr.fail(key, "holds " + v.dump() + ", not a positive number");
+        out.push_back(v.get<double>());
+      }
+    }
+    if (rr.has("attention_factor")) r.attention_factor = rr.positive_number("attention_factor", 1.0);
+    // Phi-3 keeps the pretrained context beside the extended one; their ratio is the factor.
+    r.original_max_position_embeddings = rr.positive_int("original_max_position_embeddings", 0);
+    if (r.original_max_position_embeddings == 0) {
+      ConfigReader top(config, source);
+      r.original_max_position_embeddings = top.positive_int("original_max_position_embeddings", max_positions);
+    }
+    r.factor = rr.has("factor") && !config.contains("original_max_position_embeddings")
+                   ? rr.positive_number("factor", 1.0)
+                   : double(max_positions) / double(r.original_max_position_embeddings);
+    return r;
+  }
+  throw Error(where + ": rope type '" + type + "' is not supported (supported: default, linear, llama3, yarn, dynamic, longrope)");
 }
 
 ModelConfig read_llama(const nlohmann::json& j, std::string_view source, const std::string& model_type) {
@@ -158,6 +200,12 @@ ModelConfig read_llama(const nlohmann::json& j, std::string_view source, const s
   c.norm_eps = r.positive_number("rms_norm_eps", 1e-6);
   c.rope_theta = r.positive_number("rope_theta", 10000.0);
   c.rope_scaling = read_rope_scaling(j, source, c.max_position_embeddings);
+  if (c.rope_scaling.kind == RopeScaling::Kind::LongRope)
+    for (const auto* f : {&c.rope_scaling.short_factor, &c.rope_scaling.long_factor})
+      if (static_cast<std::int64_t>(f->size()) != c.head_dim / 2)
+        throw Error(std::string(source) + ": rope_scaling: " + (f == &c.rope_scaling.short_factor ? "short_factor" : "long_factor") +
+                    " holds " + std::to_string(f->size()) + " factors; head_dim " + std::to_string(c.head_dim) + " needs " +
+                    std::to_string(c.head_dim / 2));
   // LlamaConfig, MistralConfig and Qwen2Config all default to untied embeddings.
   c.tie_word_embeddings = r.boolean("tie_word_embeddings", false);
   const bool attention_bias = r.boolean("attention_bias", false);

@@ -16,15 +16,25 @@ namespace devicemap {
 
 enum class ModelFamily : unsigned char { Llama, Gpt2 };
 
-// HF transformers' rope_scaling: "linear" divides positions by factor; "llama3" rescales the low and
-// medium frequencies (Llama 3.1+).
+// HF transformers' rope_scaling (modeling_rope_utils): "linear" divides positions by factor; "llama3"
+// rescales the low and medium frequencies (Llama 3.1+); "yarn" blends interpolated and extrapolated
+// frequencies over a ramp of dimensions and scales cos/sin by an attention factor; "dynamic" (NTK) raises
+// the base once the sequence outgrows the original context; "longrope" (Phi-3) divides each frequency by
+// its own short or long factor, long ones once the sequence outgrows the original context.
 struct RopeScaling {
-  enum class Kind : unsigned char { None, Linear, Llama3 };
+  enum class Kind : unsigned char { None, Linear, Llama3, Yarn, Dynamic, LongRope };
   Kind kind = Kind::None;
   double factor = 1.0;
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
   std::int64_t original_max_position_embeddings = 8192;
+  // yarn
+  double beta_fast = 32, beta_slow = 1;
+  std::optional<double> attention_factor;  // yarn, longrope: given, else derived from the factor
+  double mscale = 0, mscale_all_dim = 0;   // yarn (DeepSeek): attention factor as a ratio of the two
+  bool truncate = true;                    // yarn: the ramp's ends rounded to whole dimensions
+  // longrope: one factor per frequency (head_dim / 2 of each)
+  std::vector<double> short_factor, long_factor;
 };
 
 // GPTQ weight quantization (AutoGPTQ / GPTQModel checkpoints): each block Linear stores qweight
