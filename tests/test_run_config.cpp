@@ -269,6 +269,18 @@ class TestRunConfig : public QObject {
     indivisible["num_attention_heads"] = 7;
     QVERIFY(contains(error_of([&] { ModelConfig::from_json(indivisible); }), "not divisible"));
 
+    // Absurd sizes are refused by name before anything is built from them.
+    auto absurd = llama_base();
+    absurd["num_hidden_layers"] = 1000000000;
+    e = error_of([&] { ModelConfig::from_json(absurd, "big/config.json"); });
+    QVERIFY2(contains(e, "big/config.json") && contains(e, "'num_hidden_layers'") && contains(e, "1000000000"), e.c_str());
+    absurd = llama_base();
+    absurd["hidden_size"] = 1 << 19;  // each size within bounds, together ~10^15 parameters
+    absurd["intermediate_size"] = 1 << 22;
+    absurd["num_hidden_layers"] = 1 << 14;
+    absurd["num_attention_heads"] = 1 << 10;
+    QVERIFY(contains(error_of([&] { ModelConfig::from_json(absurd); }), "trillion parameters"));
+
     auto type = llama_base();
     type["model_type"] = "mamba";
     QVERIFY(contains(error_of([&] { ModelConfig::from_json(type); }), "'mamba' is not supported"));

@@ -167,6 +167,14 @@ void SkeletonTest::every_catalog_model_builds() {
 }
 
 void SkeletonTest::bad_skeleton_json_names_the_key() {
+  // A config claiming absurd sizes is refused by name before a module is built.
+  try {
+    skeleton_from_config(nlohmann::json{{"model_type", "llama"}, {"hidden_size", 64}, {"intermediate_size", 128},
+                                        {"num_hidden_layers", 1000000000}, {"num_attention_heads", 4}, {"vocab_size", 100}});
+    QFAIL("planned a billion layers");
+  } catch (const Error& e) {
+    QVERIFY2(QString(e.what()).contains("'num_hidden_layers'") && QString(e.what()).contains("1000000000"), e.what());
+  }
   const auto expect_error = [](const nlohmann::json& j, const char* needle) {
     try {
       Skeleton::from_json(j, "broken.json");

@@ -10,6 +10,7 @@
 #include "format/checkpoint.hpp"
 #include "model/architecture.hpp"
 #include "model/model_source.hpp"
+#include "model/size_limits.hpp"
 
 namespace devicemap {
 namespace {
@@ -249,6 +250,7 @@ Skeleton skeleton_from_config(const nlohmann::json& config) {
   const Architecture* a = find_architecture(type);
   if (!a) throw Error("config.json: model_type '" + type + "' is not in the architecture table, so its tensors "
                       "cannot be derived from the config alone; open the checkpoint itself");
+  check_config_sizes(config);
   const Symbols sym = symbols_from_config(config);
   Skeleton s = tree_for(*a, config, sym);
   DType dtype = DType::F32;
@@ -293,6 +295,7 @@ Skeleton skeleton_from_checkpoint(const Checkpoint& ckpt) {
                 "checkpoints are planned from config.json: use the catalog or convert to safetensors)");
   const Architecture* a = find_architecture(ckpt.model_type());
   if (!a) return generic_skeleton(ckpt);
+  check_config_sizes(ckpt.config(), (ckpt.dir() / "config.json").string());
   Symbols sym = symbols_from_config(ckpt.config());
   Skeleton s = tree_for(*a, ckpt.config(), sym);
   const std::string stem = std::string(a->layers_path.substr(0, a->layers_path.find('.'))) + ".";

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "error.hpp"
+#include "model/size_limits.hpp"
 
 namespace devicemap {
 namespace {
@@ -353,6 +354,7 @@ GptqConfig GptqConfig::from_json(const nlohmann::json& j, std::string_view sourc
 
 ModelConfig ModelConfig::from_json(const nlohmann::json& config, std::string_view source) {
   if (!config.is_object()) throw Error(std::string(source) + ": expected a JSON object");
+  check_config_sizes(config, source);
   const std::string type = model_type_of(config, source);
   ModelConfig c;
   if (type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3" || type == "mixtral" || type == "qwen2_moe" ||

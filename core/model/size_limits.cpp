@@ -1,0 +1,60 @@
+#include "model/size_limits.hpp"
+
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "error.hpp"
+
+namespace devicemap {
+namespace {
+
+struct Limit {
+  const char* key;
+  std::int64_t most;
+};
+
+// Each at least 64× the largest released model's value (Llama 3.1 405B: hidden 16384, intermediate
+// 53248, 126 layers, vocab 128256; DeepSeek-V3: 256 experts; Llama 4 Scout: 10M positions).
+constexpr Limit kLimits[] = {
+    {"hidden_size", std::int64_t{1} << 20},          {"n_embd", std::int64_t{1} << 20},
+    {"intermediate_size", std::int64_t{1} << 23},    {"moe_intermediate_size", std::int64_t{1} << 23},
+    {"shared_expert_intermediate_size", std::int64_t{1} << 23}, {"n_inner", std::int64_t{1} << 23},
+    {"num_hidden_layers", std::int64_t{1} << 16},    {"n_layer", std::int64_t{1} << 16},
+    {"num_attention_heads", std::int64_t{1} << 16},  {"num_key_value_heads", std::int64_t{1} << 16},
+    {"n_head", std::int64_t{1} << 16},               {"head_dim", std::int64_t{1} << 16},
+    {"vocab_size", std::int64_t{1} << 26},           {"num_local_experts", std::int64_t{1} << 16},
+    {"num_experts", std::int64_t{1} << 16},          {"num_experts_per_tok", std::int64_t{1} << 16},
+    {"max_position_embeddings", std::int64_t{1} << 32}, {"n_positions", std::int64_t{1} << 32},
+};
+
+std::int64_t value_of(const nlohmann::json& c, const char* key) {
+  if (!c.contains(key) || !c.at(key).is_number_integer()) return 0;
+  return c.at(key).get<std::int64_t>();
+}
+
+}  // namespace
+
+void check_config_sizes(const nlohmann::json& config, std::string_view source) {
+  if (!config.is_object()) return;
+  for (const auto& [key, most] : kLimits) {
+    const std::int64_t v = value_of(config, key);
+    if (v > most)
+      throw Error(std::string(source) + ": key '" + key + "' is " + std::to_string(v) + ", beyond any model (at most " +
+                  std::to_string(most) + " is accepted)");
+  }
+  // Together: layers × (attention + MLP or experts) + embeddings, in doubles (no overflow).
+  const auto get = [&](const char* a, const char* b) { return double(value_of(config, a) ? value_of(config, a) : value_of(config, b)); };
+  const double h = get("hidden_size", "n_embd"), layers = get("num_hidden_layers", "n_layer");
+  const double inner = get("intermediate_size", "n_inner"), experts = get("num_local_experts", "num_experts");
+  const double expert_inner = value_of(config, "moe_intermediate_size") ? double(value_of(config, "moe_intermediate_size")) : inner;
+  const double per_layer = 4 * h * h + 3 * h * (experts > 0 ? experts * expert_inner : inner);
+  const double params = layers * per_layer + 2 * get("vocab_size", "vocab_size") * h;
+  if (params > 1e14)
+    throw Error(std::string(source) + ": hidden_size, num_hidden_layers, intermediate_size, experts and vocab_size together " +
+                "claim about " + std::to_string(static_cast<long long>(params / 1e12)) +
+                " trillion parameters, beyond any model (at most 100 trillion is accepted)");
+}
+
+}  // namespace devicemap
