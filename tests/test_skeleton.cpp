@@ -143,6 +143,15 @@ void SkeletonTest::every_catalog_model_builds() {
   for (const auto& t : gpt2.tensors)
     if (!t.buffer && t.tied_to < 0) params += t.numel();
   QCOMPARE(params, std::uint64_t(124439808));
+  // Model cards and Hub pages: Llama 3.3 70B as 3.1 (70,553,706,496), Mistral Small 3 "24B" (23.6B),
+  // Phi-4 "14.7B".
+  for (const auto& [id, total] : {std::pair{"llama-3.3-70b", 70553706496.0}, std::pair{"mistral-small-3-24b", 23.57e9},
+                                  std::pair{"phi-4", 14.66e9}}) {
+    double all = 0;
+    for (const auto& t : open_model(std::string("catalog:") + id).skeleton.tensors)
+      if (!t.buffer && t.tied_to < 0) all += double(t.numel());
+    QVERIFY2(std::abs(all - total) < 0.01e9, (std::string(id) + ": " + std::to_string(all)).c_str());
+  }
   // Qwen3 (model cards: 8B "8.2B, non-embedding 6.95B"; 32B "32.8B, non-embedding 31.2B"; 30B-A3B "30.5B,
   // non-embedding 29.9B"; 235B-A22B "235B, non-embedding 234B"). Per head q_norm and k_norm included;
   // untied heads, so the embedding counts twice; every expert of the MoE ones counts.
