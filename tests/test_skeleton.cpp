@@ -176,6 +176,24 @@ void SkeletonTest::every_catalog_model_builds() {
 }
 
 void SkeletonTest::bad_skeleton_json_names_the_key() {
+  // Qwen2-MoE (planning only from its config): experts of moe_intermediate_size, the shared expert of its
+  // own size and its one-output gate, as Qwen2MoeSparseMoeBlock registers them.
+  {
+    const Skeleton q = skeleton_from_config(nlohmann::json{
+        {"model_type", "qwen2_moe"}, {"hidden_size", 64}, {"intermediate_size", 256}, {"moe_intermediate_size", 32},
+        {"shared_expert_intermediate_size", 96}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
+        {"num_experts", 3}, {"num_experts_per_tok", 2}, {"vocab_size", 100}});
+    const auto shape = [&](const char* name) {
+      const int i = q.find_tensor(name);
+      return i < 0 ? std::vector<std::int64_t>{} : q.tensors[static_cast<std::size_t>(i)].shape;
+    };
+    QCOMPARE(shape("model.layers.1.mlp.experts.2.down_proj.weight"), (std::vector<std::int64_t>{64, 32}));
+    QCOMPARE(shape("model.layers.1.mlp.shared_expert.up_proj.weight"), (std::vector<std::int64_t>{96, 64}));
+    QCOMPARE(shape("model.layers.1.mlp.shared_expert_gate.weight"), (std::vector<std::int64_t>{1, 64}));
+    QCOMPARE(shape("model.layers.0.self_attn.q_proj.bias"), (std::vector<std::int64_t>{64}));
+    QVERIFY(shape("model.layers.0.self_attn.o_proj.bias").empty());
+    QVERIFY(shape("model.layers.0.mlp.experts.3.up_proj.weight").empty());
+  }
   // A config claiming absurd sizes is refused by name before a module is built.
   try {
     skeleton_from_config(nlohmann::json{{"model_type", "llama"}, {"hidden_size", 64}, {"intermediate_size", 128},

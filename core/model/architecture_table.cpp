@@ -55,6 +55,35 @@ std::vector<ModuleRule> llama_like(bool o_proj_bias, bool qk_norm = false) {
   return decoder_tree(std::move(block));
 }
 
+// A Qwen MoE decoder layer after its attention rows: the router, the experts (of moe_intermediate_size,
+// "IE"), Qwen2-MoE's shared expert ("IS") and its gate, then the two norms.
+std::vector<ModuleRule> qwen_moe_block(std::vector<ModuleRule> block, bool shared_expert) {
+  block.insert(block.end(), {
+      {"model.layers.#.mlp", "{}SparseMoeBlock", ""},
+      {"model.layers.#.mlp.gate", "Linear", "weight=E,H"},
+      {"model.layers.#.mlp.experts", "ModuleList", ""},
+      {"model.layers.#.mlp.experts.#", "{}MLP", ""},
+      {"model.layers.#.mlp.experts.#.gate_proj", "Linear", "weight=IE,H"},
+      {"model.layers.#.mlp.experts.#.up_proj", "Linear", "weight=IE,H"},
+      {"model.layers.#.mlp.experts.#.down_proj", "Linear", "weight=H,IE"},
+      {"model.layers.#.mlp.experts.#.act_fn", "SiLU", ""},
+  });
+  if (shared_expert)
+    block.insert(block.end(), {
+        {"model.layers.#.mlp.shared_expert", "{}MLP", ""},
+        {"model.layers.#.mlp.shared_expert.gate_proj", "Linear", "weight=IS,H"},
+        {"model.layers.#.mlp.shared_expert.up_proj", "Linear", "weight=IS,H"},
+        {"model.layers.#.mlp.shared_expert.down_proj", "Linear", "weight=H,IS"},
+        {"model.layers.#.mlp.shared_expert.act_fn", "SiLU", ""},
+        {"model.layers.#.mlp.shared_expert_gate", "Linear", "weight=1,H"},
+    });
+  block.insert(block.end(), {
+      {"model.layers.#.input_layernorm", "{}RMSNorm", "weight=H"},
+      {"model.layers.#.post_attention_layernorm", "{}RMSNorm", "weight=H"},
+  });
+  return block;
+}
+
 const std::vector<BufferRule> kRotary{{"model.rotary_emb.inv_freq", "D/2", DType::F32, false}};
 
 const std::vector<Architecture>& table() {
@@ -92,52 +121,11 @@ const std::vector<Architecture>& table() {
 
     // Qwen2-MoE: Qwen2's attention (q/k/v biases), a router, experts, and a shared expert with its gate.
     t.push_back({"qwen2_moe", "Qwen2Moe", "{}DecoderLayer", "model.layers", "model.embed_tokens.weight", "lm_head.weight",
-                 true, false,
-                 decoder_tree([] {
-                   std::vector<ModuleRule> block = attention_rows(false, false);
-                   block.insert(block.end(), {
-                     {"model.layers.#.mlp", "{}SparseMoeBlock", ""},
-                     {"model.layers.#.mlp.gate", "Linear", "weight=E,H"},
-                     {"model.layers.#.mlp.experts", "ModuleList", ""},
-                     {"model.layers.#.mlp.experts.#", "{}MLP", ""},
-                     {"model.layers.#.mlp.experts.#.gate_proj", "Linear", "weight=IE,H"},
-                     {"model.layers.#.mlp.experts.#.up_proj", "Linear", "weight=IE,H"},
-                     {"model.layers.#.mlp.experts.#.down_proj", "Linear", "weight=H,IE"},
-                     {"model.layers.#.mlp.experts.#.act_fn", "SiLU", ""},
-                     {"model.layers.#.mlp.shared_expert", "{}MLP", ""},
-                     {"model.layers.#.mlp.shared_expert.gate_proj", "Linear", "weight=IS,H"},
-                     {"model.layers.#.mlp.shared_expert.up_proj", "Linear", "weight=IS,H"},
-                     {"model.layers.#.mlp.shared_expert.down_proj", "Linear", "weight=H,IS"},
-                     {"model.layers.#.mlp.shared_expert.act_fn", "SiLU", ""},
-                     {"model.layers.#.mlp.shared_expert_gate", "Linear", "weight=1,H"},
-                     {"model.layers.#.input_layernorm", "{}RMSNorm", "weight=H"},
-                     {"model.layers.#.post_attention_layernorm", "{}RMSNorm", "weight=H"},
-                   });
-                   return block;
-                 }()),
-                 kRotary});
-
+                 true, false, decoder_tree(qwen_moe_block(attention_rows(false, false), true)), kRotary});
     // Qwen3-MoE: Qwen3's attention (q/k norms, biases where asked), a router and experts in every layer.
     // (Layers listed in mlp_only_layers hold a dense MLP instead; the table plans them as sparse.)
     t.push_back({"qwen3_moe", "Qwen3Moe", "{}DecoderLayer", "model.layers", "model.embed_tokens.weight", "lm_head.weight",
-                 false, false,
-                 decoder_tree([] {
-                   std::vector<ModuleRule> block = attention_rows(true, true);
-                   block.insert(block.end(), {
-                     {"model.layers.#.mlp", "{}SparseMoeBlock", ""},
-                     {"model.layers.#.mlp.gate", "Linear", "weight=E,H"},
-                     {"model.layers.#.mlp.experts", "ModuleList", ""},
-                     {"model.layers.#.mlp.experts.#", "{}MLP", ""},
-                     {"model.layers.#.mlp.experts.#.gate_proj", "Linear", "weight=IE,H"},
-                     {"model.layers.#.mlp.experts.#.up_proj", "Linear", "weight=IE,H"},
-                     {"model.layers.#.mlp.experts.#.down_proj", "Linear", "weight=H,IE"},
-                     {"model.layers.#.mlp.experts.#.act_fn", "SiLU", ""},
-                     {"model.layers.#.input_layernorm", "{}RMSNorm", "weight=H"},
-                     {"model.layers.#.post_attention_layernorm", "{}RMSNorm", "weight=H"},
-                   });
-                   return block;
-                 }()),
-                 kRotary});
+                 false, false, decoder_tree(qwen_moe_block(attention_rows(true, true), false)), kRotary});
 
     t.push_back({"phi3", "Phi3", "{}DecoderLayer", "model.layers", "model.embed_tokens.weight", "lm_head.weight", false, false,
                  decoder_tree({
