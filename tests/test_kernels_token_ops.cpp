@@ -4,6 +4,7 @@
 // not a multiple of any vector width. And bfloat16 rounding itself, on values worked by hand.
 #include "testkit.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -117,6 +118,31 @@ class TestKernelsTokenOps : public QObject {
               const float want = ref.r(w.values[c] * ref.r(x.values[r * cols + c] * inv));
               // The float32 sum's order may move a bfloat16 value by one place.
               QVERIFY2(ulps(out.at(r * cols + c), want, dtype) <= tol, (what + " rms_norm").c_str());
+            }
+          }
+          // GemmaRMSNorm: the float32 row times (1 + weight), rounded once.
+          rms_norm(x.data(), w.data(), out.data(), dtype, rows, cols, 1e-5f, NormWeight::PlusOne);
+          for (std::size_t r = 0; r < rows; ++r) {
+            double sum = 0;
+            for (std::size_t c = 0; c < cols; ++c) sum += double(x.values[r * cols + c]) * x.values[r * cols + c];
+            const float inv = float(1.0 / std::sqrt(sum / double(cols) + 1e-5));
+            for (std::size_t c = 0; c < cols; ++c) {
+              const float want = ref.r((x.values[r * cols + c] * inv) * (1.0f + w.values[c]));
+              QVERIFY2(ulps(out.at(r * cols + c), want, dtype) <= tol, (what + " rms_norm plus one").c_str());
+            }
+          }
+          // tanh-GELU(gate)·up (Gemma's GeGLU), from the published formula in double precision.
+          {
+            Held gg(dtype, randoms(cols, rng, 3.0f)), uu(dtype, randoms(cols, rng)), o(dtype, std::vector<float>(cols));
+            gelu_tanh_mul(gg.data(), uu.data(), o.data(), dtype, cols);
+            for (std::size_t c = 0; c < cols; ++c) {
+              const double v = gg.values[c];
+              const float gelu = ref.r(float(0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)))));
+              // 1 + tanh(·) cancels for negative gates in float32 (as in LibTorch's kernel), and Highway's tanh
+              // is a few float32 places off: a bound of 1e-6 of the values' scale, or one bfloat16 place.
+              const float want = ref.r(gelu * uu.values[c]);
+              const bool near = std::abs(o.at(c) - want) <= 1e-6f * std::max({1.0f, std::abs(uu.values[c]), std::abs(want)});
+              QVERIFY2(near || (dtype == DType::BF16 && ulps(o.at(c), want, dtype) <= 1.0), (what + " gelu_tanh_mul").c_str());
             }
           }
           // SiLU(gate)·up, and the residual add, element-wise.

@@ -294,7 +294,7 @@ class TestRunConfig : public QObject {
     QVERIFY(contains(error_of([&] { ModelConfig::from_json(rope); }), "factor"));
 
     auto act = llama_base();
-    act["hidden_act"] = "gelu";
+    act["hidden_act"] = "relu2";
     QVERIFY(contains(error_of([&] { ModelConfig::from_json(act); }), "hidden_act"));
 
     auto dtype = llama_base();

@@ -87,19 +87,25 @@ class RandomLlama {
       }
       if (bias) add(name + ".bias", {out}, 0.2f);
     };
-    add("model.embed_tokens.weight", {V, E}, 1.0f);
+    add("model.embed_tokens.weight", {V, E}, gemma() ? 0.3f : 1.0f);
+    // Gemma's norms scale by 1 + weight: weights near 0 there, near 1 elsewhere.
+    const float norm_offset = gemma() ? 0.0f : 1.0f;
     for (int i = 0; i < L; ++i) {
       const std::string b = "model.layers." + std::to_string(i) + ".";
-      add(b + "input_layernorm.weight", {E}, 0.1f, 1.0f);
+      add(b + "input_layernorm.weight", {E}, 0.1f, norm_offset);
       linear(b + "self_attn.q_proj", H * D, E, c_.qkv_bias);
       linear(b + "self_attn.k_proj", KVH * D, E, c_.qkv_bias);
       linear(b + "self_attn.v_proj", KVH * D, E, c_.qkv_bias);
       linear(b + "self_attn.o_proj", E, H * D, c_.out_proj_bias);
-      if (qwen3()) {
-        add(b + "self_attn.q_norm.weight", {D}, 0.1f, 1.0f);
-        add(b + "self_attn.k_norm.weight", {D}, 0.1f, 1.0f);
+      if (qk_norm()) {
+        add(b + "self_attn.q_norm.weight", {D}, 0.1f, norm_offset);
+        add(b + "self_attn.k_norm.weight", {D}, 0.1f, norm_offset);
       }
-      add(b + "post_attention_layernorm.weight", {E}, 0.1f, 1.0f);
+      add(b + "post_attention_layernorm.weight", {E}, 0.1f, norm_offset);
+      if (sandwich()) {
+        add(b + "pre_feedforward_layernorm.weight", {E}, 0.1f, norm_offset);
+        add(b + "post_feedforward_layernorm.weight", {E}, 0.1f, norm_offset);
+      }
       if (sparse(i)) {
         // A router with spread-out logits, then each expert.
         add(moe_prefix(b) + "gate.weight", {experts(), E}, 2.0f / std::sqrt(float(E)));
@@ -121,8 +127,8 @@ class RandomLlama {
         linear(b + "mlp.down_proj", E, F, c_.mlp_bias);
       }
     }
-    add("model.norm.weight", {E}, 0.1f, 1.0f);
-    if (!c_.tie_word_embeddings) add("lm_head.weight", {V, E}, 1.0f / std::sqrt(float(E)));  // never quantized
+    add("model.norm.weight", {E}, 0.1f, norm_offset);
+    if (!tied()) add("lm_head.weight", {V, E}, 1.0f / std::sqrt(float(E)));  // never quantized
     if (type() == "phi3") {
       // Phi-3's checkpoint holds qkv_proj = [q; k; v] and gate_up_proj = [gate; up] (rows); the reference
       // keeps computing with the parts.
@@ -210,19 +216,25 @@ class RandomLlama {
     const std::size_t n = ids.size();
     const auto inv_freq = rope_inverse_frequencies(c_);
     std::vector<std::vector<double>> h(n);
-    for (std::size_t p = 0; p < n; ++p) h[p] = row("model.embed_tokens.weight", ids[p], E);
+    for (std::size_t p = 0; p < n; ++p) {
+      h[p] = row("model.embed_tokens.weight", ids[p], E);
+      if (gemma())  // GemmaModel: embeddings times √hidden_size
+        for (auto& v : h[p]) v *= std::sqrt(double(E));
+    }
     for (int l = 0; l < L; ++l) {
       const std::string b = "model.layers." + std::to_string(l) + ".";
       std::vector<std::vector<double>> q(n), k(n), v(n);
       for (std::size_t p = 0; p < n; ++p) {
         const auto x = rms_norm(h[p], b + "input_layernorm.weight");
         auto qp = linear(x, b + "self_attn.q_proj", H * D, E), kp = linear(x, b + "self_attn.k_proj", KVH * D, E);
-        if (qwen3()) {  // Qwen3Attention: q_norm / k_norm over each head, before the rotation
+        if (qk_norm()) {  // Qwen3Attention, Gemma3Attention: q_norm / k_norm over each head, before the rotation
           qp = per_head_norm(qp, H, b + "self_attn.q_norm.weight");
           kp = per_head_norm(kp, KVH, b + "self_attn.k_norm.weight");
         }
-        q[p] = rotate(qp, H, p, inv_freq, attention_factor());
-        k[p] = rotate(kp, KVH, p, inv_freq, attention_factor());
+        // Gemma 3's sliding layers rotate by rope_local_base_freq, without the global layers' scaling.
+        const auto& inv = type() == "gemma3_text" && window(l) ? local_inv_freq() : inv_freq;
+        q[p] = rotate(qp, H, p, inv, attention_factor());
+        k[p] = rotate(kp, KVH, p, inv, attention_factor());
         v[p] = linear(x, b + "self_attn.v_proj", KVH * D, E);
       }
       for (std::size_t p = 0; p < n; ++p) {
@@ -235,16 +247,18 @@ class RandomLlama {
             if (window(l) && p - j >= std::size_t(*window(l))) continue;
             s[j] = 0;
             for (int d = 0; d < D; ++d) s[j] += q[p][hd * D + d] * k[j][g * D + d];
-            s[j] /= std::sqrt(double(D));
+            s[j] *= score_scale();
+            if (const double cap = variant_.config.value("attn_logit_softcapping", 0.0); cap > 0) s[j] = cap * std::tanh(s[j] / cap);
             top = std::max(top, s[j]);
           }
           for (auto& x : s) sum += x = std::exp(x - top);
           for (std::size_t j = 0; j <= p; ++j)
             for (int d = 0; d < D; ++d) out[hd * D + d] += s[j] / sum * v[j][g * D + d];
         }
-        const auto o = linear(out, b + "self_attn.o_proj", E, H * D);
+        auto o = linear(out, b + "self_attn.o_proj", E, H * D);
+        if (sandwich()) o = rms_norm(o, b + "post_attention_layernorm.weight");  // Gemma2DecoderLayer
         for (int e = 0; e < E; ++e) h[p][e] += o[e];
-        const auto x = rms_norm(h[p], b + "post_attention_layernorm.weight");
+        const auto x = rms_norm(h[p], b + (sandwich() ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"));
         std::vector<double> down(E, 0.0);
         if (sparse(l)) {
           // softmax over the router's logits, the top k, renormalised (Mixtral; Qwen3-MoE if asked)
@@ -275,18 +289,40 @@ class RandomLlama {
         } else {
           down = gated(x, b + "mlp.gate_proj", b + "mlp.up_proj", b + "mlp.down_proj", F);
         }
+        if (sandwich()) down = rms_norm(down, b + "post_feedforward_layernorm.weight");
         for (int e = 0; e < E; ++e) h[p][e] += down[e];
       }
     }
-    const std::string head = c_.tie_word_embeddings ? "model.embed_tokens" : "lm_head";
+    const std::string head = tied() ? "model.embed_tokens" : "lm_head";
     std::vector<std::vector<double>> logits(n);
-    for (std::size_t p = 0; p < n; ++p) logits[p] = linear(rms_norm(h[p], "model.norm.weight"), head, V, E);
+    for (std::size_t p = 0; p < n; ++p) {
+      logits[p] = linear(rms_norm(h[p], "model.norm.weight"), head, V, E);
+      if (const double cap = variant_.config.value("final_logit_softcapping", 0.0); cap > 0)  // Gemma2ForCausalLM
+        for (auto& v : logits[p]) v = cap * std::tanh(v / cap);
+    }
     return logits;
   }
 
  private:
   std::string type() const { return variant_.config.value("model_type", ""); }
   bool qwen3() const { return type() == "qwen3" || type() == "qwen3_moe"; }
+  bool gemma() const { return type().rfind("gemma", 0) == 0; }
+  // The config classes' default: Gemma ties its head, the others do not.
+  bool tied() const { return variant_.config.value("tie_word_embeddings", gemma()); }
+  bool sandwich() const { return type() == "gemma2" || type() == "gemma3_text"; }
+  bool qk_norm() const { return qwen3() || type() == "gemma3_text"; }
+  // Gemma 2/3 scale scores by query_pre_attn_scalar^-½, the others by head_dim^-½.
+  double score_scale() const {
+    return 1.0 / std::sqrt(sandwich() ? variant_.config.value("query_pre_attn_scalar", 256.0) : double(D));
+  }
+  // theta^(-2j/D) in float32, as transformers' default RoPE, for rope_local_base_freq.
+  const std::vector<float>& local_inv_freq() const {
+    static std::vector<float> inv;
+    inv.clear();
+    const float base = variant_.config.value("rope_local_base_freq", 10000.0f);
+    for (int j = 0; j < D / 2; ++j) inv.push_back(1.0f / std::pow(base, float(2 * j) / float(D)));
+    return inv;
+  }
   bool mixtral() const { return type() == "mixtral"; }
 
   // Routed experts, read from config.json as MixtralConfig / Qwen3MoeConfig define them.
@@ -312,7 +348,11 @@ class RandomLlama {
                             const std::string& down_name, int inner) const {
     auto gate = linear(x, gate_name, inner, E);
     const auto up = linear(x, up_name, inner, E);
-    for (int f = 0; f < inner; ++f) gate[f] = gate[f] / (1 + std::exp(-gate[f])) * up[f];
+    for (int f = 0; f < inner; ++f) {
+      const double g = gate[f];
+      gate[f] = (gemma() ? 0.5 * g * (1 + std::tanh(std::sqrt(2 / M_PI) * (g + 0.044715 * g * g * g)))  // gelu_pytorch_tanh
+                         : g / (1 + std::exp(-g))) * up[f];
+    }
     return linear(gate, down_name, E, inner);
   }
 
@@ -325,6 +365,8 @@ class RandomLlama {
     if (type == "mistral" || type == "mixtral" || type == "phi3") return j["sliding_window"].get<std::int64_t>();
     if ((type == "qwen2" || type == "qwen3") && j.value("use_sliding_window", false) && l >= j.value("max_window_layers", 28))
       return j["sliding_window"].get<std::int64_t>();
+    if (type == "gemma2" && l % 2 == 0) return j["sliding_window"].get<std::int64_t>();  // even layers slide
+    if (type == "gemma3_text" && (l + 1) % j.value("sliding_window_pattern", 6) != 0) return j["sliding_window"].get<std::int64_t>();
     return std::nullopt;
   }
 
@@ -355,7 +397,8 @@ class RandomLlama {
     double ms = 0;
     for (double v : x) ms += v * v / double(x.size());
     std::vector<double> y(x.size());
-    for (std::size_t i = 0; i < x.size(); ++i) y[i] = x[i] / std::sqrt(ms + c_.norm_eps) * w_.at(name)[i];
+    // GemmaRMSNorm scales by (1 + weight).
+    for (std::size_t i = 0; i < x.size(); ++i) y[i] = x[i] / std::sqrt(ms + c_.norm_eps) * ((gemma() ? 1.0 : 0.0) + w_.at(name)[i]);
     return y;
   }
   // rotate_half convention: dimension j pairs with j + D/2.
@@ -458,6 +501,27 @@ class TestRunLlama : public QObject {
     qwen2_moe["norm_topk_prob"] = true;
     QTest::newRow("qwen2_moe experts and shared expert") << QString::fromStdString(qwen2_moe.dump()) << false;
     QTest::newRow("llama3 rope scaling, biases") << QString::fromStdString(llama3.dump()) << false;
+    // Gemma: (1 + weight) norms, √hidden embedding scale, tanh-GELU gate, tied head (the default).
+    QTest::newRow("gemma geglu, scaled embeddings, tied") << QString::fromStdString(base_config("gemma").dump()) << false;
+    // Gemma 2: the four norms, query_pre_attn_scalar, both soft-caps (small enough to bite), a window
+    // of 3 on layer 0.
+    auto gemma2 = base_config("gemma2");
+    gemma2["query_pre_attn_scalar"] = 24;
+    gemma2["attn_logit_softcapping"] = 2.0;
+    gemma2["final_logit_softcapping"] = 3.0;
+    gemma2["sliding_window"] = 3;
+    gemma2["head_dim"] = D;
+    QTest::newRow("gemma2 sandwich norms, soft-capping, window") << QString::fromStdString(gemma2.dump()) << false;
+    // Gemma 3: q/k norms, layer 0 local (window 4, its own RoPE base, unscaled), layer 1 global (linear
+    // scaling); float16 weights.
+    auto gemma3 = base_config("gemma3_text");
+    gemma3["query_pre_attn_scalar"] = 16;
+    gemma3["sliding_window"] = 4;
+    gemma3["sliding_window_pattern"] = 2;
+    gemma3["rope_local_base_freq"] = 100.0;
+    gemma3["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 2.0}};
+    gemma3["torch_dtype"] = "float16";
+    QTest::newRow("gemma3 q/k norms, local and global layers, float16") << QString::fromStdString(gemma3.dump()) << true;
     QTest::newRow("mistral sliding window, float16") << QString::fromStdString(mistral.dump()) << true;
     for (const bool desc_act : {false, true}) {
       auto gptq = base_config("llama");

@@ -71,7 +71,7 @@ HWY_INLINE void Axpy(DF df, float p, const T* row, float* out, std::size_t n) {
 
 template <class T>
 void HeadTyped(const float* q, const T* keys, const T* values, std::size_t dim, std::size_t first, std::size_t end, float scale,
-               float* out) {
+               float softcap, float* out) {
   const DF df;
   constexpr bool kRound = std::is_same_v<T, hwy::bfloat16_t>;
   thread_local std::vector<float> scores;
@@ -81,6 +81,10 @@ void HeadTyped(const float* q, const T* keys, const T* values, std::size_t dim, 
     float s = Dot(df, q, keys + t * dim, dim);
     if constexpr (kRound) s = RoundBF16(RoundBF16(s) * scale);
     else s *= scale;
+    if (softcap > 0) {  // Gemma 2: cap · tanh(s / cap), each op rounded as the compute dtype holds it
+      if constexpr (kRound) s = RoundBF16(RoundBF16(std::tanh(RoundBF16(s / softcap))) * softcap);
+      else s = std::tanh(s / softcap) * softcap;
+    }
     scores[t - first] = s;
     top = std::max(top, s);
   }
@@ -96,15 +100,15 @@ void HeadTyped(const float* q, const T* keys, const T* values, std::size_t dim, 
 
 // dtype: 0 float32, 1 bfloat16, 2 float16.
 void AttendHead(const float* q, const void* keys, const void* values, int dtype, std::size_t dim, std::size_t first,
-                std::size_t end, float scale, float* out) {
+                std::size_t end, float scale, float softcap, float* out) {
   switch (dtype) {
-    case 0: return HeadTyped(q, static_cast<const float*>(keys), static_cast<const float*>(values), dim, first, end, scale, out);
+    case 0: return HeadTyped(q, static_cast<const float*>(keys), static_cast<const float*>(values), dim, first, end, scale, softcap, out);
     case 1:
       return HeadTyped(q, static_cast<const hwy::bfloat16_t*>(keys), static_cast<const hwy::bfloat16_t*>(values), dim, first,
-                       end, scale, out);
+                       end, scale, softcap, out);
     default:
       return HeadTyped(q, static_cast<const hwy::float16_t*>(keys), static_cast<const hwy::float16_t*>(values), dim, first,
-                       end, scale, out);
+                       end, scale, softcap, out);
   }
 }
 
@@ -136,7 +140,7 @@ void decode_attention(const float* q, const KvBuffer& keys, const KvBuffer& valu
     const std::size_t g = h / group;
     const auto* k = static_cast<const std::byte*>(keys.data) + g * keys.head_stride * elem;
     const auto* v = static_cast<const std::byte*>(values.data) + g * values.head_stride * elem;
-    attend(q + h * s.head_dim, k, v, dtype, s.head_dim, s.first, s.end, s.scale, out + h * s.head_dim);
+    attend(q + h * s.head_dim, k, v, dtype, s.head_dim, s.first, s.end, s.scale, s.softcap, out + h * s.head_dim);
   });
 }
 

@@ -24,6 +24,7 @@ struct AttentionShape {
   std::size_t heads = 0, kv_heads = 0, head_dim = 0;
   std::size_t first = 0, end = 0;  // the positions attended: [first, end) (a sliding window starts late)
   float scale = 1.0f;
+  float softcap = 0.0f;  // > 0: scaled scores become softcap · tanh(score / softcap) (Gemma 2)
 };
 
 // q: [heads, head_dim] float32 (the new position's queries). out: [heads, head_dim] float32.

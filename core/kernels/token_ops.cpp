@@ -75,7 +75,7 @@ HWY_INLINE void Map2(const T* a, const T* b, T* out, std::size_t n, FV fv, FS fs
 }
 
 template <class T>
-void RmsNormTyped(const T* x, const T* weight, T* out, std::size_t rows, std::size_t cols, float eps) {
+void RmsNormTyped(const T* x, const T* weight, T* out, std::size_t rows, std::size_t cols, float eps, bool plus_one) {
   const DF df;
   const std::size_t lanes = hn::Lanes(df);
   for (std::size_t r = 0; r < rows; ++r) {
@@ -95,9 +95,14 @@ void RmsNormTyped(const T* x, const T* weight, T* out, std::size_t rows, std::si
     for (; c < cols; ++c) sum += ToFloat(row[c]) * ToFloat(row[c]);
     const float inv = 1.0f / std::sqrt(sum / static_cast<float>(cols) + eps);
     const V vinv = hn::Set(df, inv);
-    Map2(row, weight, out + r * cols, cols,
-         [&](DF d, V v, V w) { return Held<T>(d, hn::Mul(w, Held<T>(d, hn::Mul(v, vinv)))); },
-         [&](float v, float w) { return Held<T>(w * Held<T>(v * inv)); });
+    if (plus_one)  // Gemma: the float32 normalised row times (1 + weight), rounded once
+      Map2(row, weight, out + r * cols, cols,
+           [&](DF d, V v, V w) { return Held<T>(d, hn::Mul(hn::Mul(v, vinv), hn::Add(hn::Set(d, 1.0f), w))); },
+           [&](float v, float w) { return Held<T>((v * inv) * (1.0f + w)); });
+    else  // Llama: the normalised row rounded, then times the weight
+      Map2(row, weight, out + r * cols, cols,
+           [&](DF d, V v, V w) { return Held<T>(d, hn::Mul(w, Held<T>(d, hn::Mul(v, vinv)))); },
+           [&](float v, float w) { return Held<T>(w * Held<T>(v * inv)); });
   }
 }
 
@@ -143,6 +148,24 @@ void SiluMulTyped(const T* gate, const T* up, T* out, std::size_t n) {
        [](float g, float u) { return Held<T>(Held<T>(g / (1.0f + std::exp(-g))) * u); });
 }
 
+// gelu_pytorch_tanh(g) · up: 0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³))) as LibTorch's tanh GELU, rounded
+// before the multiply.
+template <class T>
+void GeluTanhMulTyped(const T* gate, const T* up, T* out, std::size_t n) {
+  constexpr float kBeta = 0.7978845608028654f, kKappa = 0.044715f;
+  Map2(gate, up, out, n,
+       [](DF d, V g, V u) {
+         const V cube = hn::Mul(hn::Mul(g, g), g);
+         const V inner = hn::Mul(hn::Set(d, kBeta), hn::Add(g, hn::Mul(hn::Set(d, kKappa), cube)));
+         const V gelu = hn::Mul(hn::Mul(hn::Set(d, 0.5f), g), hn::Add(hn::Set(d, 1.0f), hn::Tanh(d, inner)));
+         return Held<T>(d, hn::Mul(Held<T>(d, gelu), u));
+       },
+       [](float g, float u) {
+         const float gelu = 0.5f * g * (1.0f + std::tanh(kBeta * (g + kKappa * (g * g * g))));
+         return Held<T>(Held<T>(gelu) * u);
+       });
+}
+
 template <class T>
 void AddTyped(T* h, const T* y, std::size_t n) {
   Map2(static_cast<const T*>(h), y, h, n, [](DF d, V a, V b) { return Held<T>(d, hn::Add(a, b)); },
@@ -150,10 +173,15 @@ void AddTyped(T* h, const T* y, std::size_t n) {
 }
 
 // type: 0 float32, 1 bfloat16 (the callers check).
-void RmsNorm(const void* x, const void* w, void* out, int type, std::size_t rows, std::size_t cols, float eps) {
-  if (type == 0) return RmsNormTyped(static_cast<const float*>(x), static_cast<const float*>(w), static_cast<float*>(out), rows, cols, eps);
+void RmsNorm(const void* x, const void* w, void* out, int type, std::size_t rows, std::size_t cols, float eps, bool plus_one) {
+  if (type == 0)
+    return RmsNormTyped(static_cast<const float*>(x), static_cast<const float*>(w), static_cast<float*>(out), rows, cols, eps, plus_one);
   RmsNormTyped(static_cast<const hwy::bfloat16_t*>(x), static_cast<const hwy::bfloat16_t*>(w), static_cast<hwy::bfloat16_t*>(out),
-               rows, cols, eps);
+               rows, cols, eps, plus_one);
+}
+void GeluTanhMul(const void* g, const void* u, void* out, int type, std::size_t n) {
+  if (type == 0) return GeluTanhMulTyped(static_cast<const float*>(g), static_cast<const float*>(u), static_cast<float*>(out), n);
+  GeluTanhMulTyped(static_cast<const hwy::bfloat16_t*>(g), static_cast<const hwy::bfloat16_t*>(u), static_cast<hwy::bfloat16_t*>(out), n);
 }
 void Rotary(void* x, int type, std::size_t positions, std::size_t heads, std::size_t dim, const float* cos, const float* sin) {
   if (type == 0) return RotaryTyped(static_cast<float*>(x), positions, heads, dim, cos, sin);
@@ -181,6 +209,7 @@ namespace devicemap::kernels {
 HWY_EXPORT(RmsNorm);
 HWY_EXPORT(Rotary);
 HWY_EXPORT(SiluMul);
+HWY_EXPORT(GeluTanhMul);
 HWY_EXPORT(Add);
 
 namespace {
@@ -194,8 +223,13 @@ int checked(DType dtype, const char* what) {
 
 bool token_ops_support(DType dtype) { return dtype == DType::F32 || dtype == DType::BF16; }
 
-void rms_norm(const void* x, const void* weight, void* out, DType dtype, std::size_t rows, std::size_t cols, float eps) {
-  HWY_DYNAMIC_DISPATCH(RmsNorm)(x, weight, out, checked(dtype, "rms_norm"), rows, cols, eps);
+void rms_norm(const void* x, const void* weight, void* out, DType dtype, std::size_t rows, std::size_t cols, float eps,
+              NormWeight style) {
+  HWY_DYNAMIC_DISPATCH(RmsNorm)(x, weight, out, checked(dtype, "rms_norm"), rows, cols, eps, style == NormWeight::PlusOne);
+}
+
+void gelu_tanh_mul(const void* gate, const void* up, void* out, DType dtype, std::size_t n) {
+  HWY_DYNAMIC_DISPATCH(GeluTanhMul)(gate, up, out, checked(dtype, "gelu_tanh_mul"), n);
 }
 
 void rotary(void* x, DType dtype, std::size_t positions, std::size_t heads, std::size_t dim, const float* cos, const float* sin) {

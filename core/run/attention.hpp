@@ -1,7 +1,7 @@
 #pragma once
 // Internal to the running layer (includes ATen). Scaled dot-product attention over cached keys, with
 // grouped-query heads (each key/value head serves num_heads / kv_heads query heads, as transformers'
-// repeat_kv) computed without copying the keys, a causal mask, and an optional sliding window. One new
+// repeat_kv) computed without copying the keys, a causal mask, an optional sliding window and soft-capping. One new
 // position on the CPU (a decode step) goes through the decode kernel (kernels/attention.hpp), on the same
 // thread pool as the decode products, instead of two batched BLAS products with their own threads.
 #include <ATen/ATen.h>
@@ -28,7 +28,7 @@ inline bool decode_attention_takes(const at::Tensor& q, const at::Tensor& k, con
 }
 
 inline at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, std::int64_t past, double scale,
-                                   std::optional<std::int64_t> sliding_window) {
+                                   std::optional<std::int64_t> sliding_window, std::optional<double> softcap) {
   const std::int64_t heads = q.size(0), dim = q.size(2), total = k.size(1);
   const at::Tensor qf = q.to(at::kFloat).contiguous();
   at::Tensor out = at::empty({1, heads * dim}, qf.options());
@@ -41,21 +41,26 @@ inline at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, con
   shape.first = sliding_window ? static_cast<std::size_t>(std::max<std::int64_t>(0, past - *sliding_window + 1)) : 0;
   shape.end = static_cast<std::size_t>(total);
   shape.scale = static_cast<float>(scale);
+  shape.softcap = softcap ? static_cast<float>(*softcap) : 0.0f;
   kernels::decode_attention(qf.data_ptr<float>(), {k.data_ptr(), dtype, static_cast<std::size_t>(k.stride(0))},
                             {v.data_ptr(), dtype, static_cast<std::size_t>(v.stride(0))}, shape, out.data_ptr<float>());
   return q.scalar_type() == at::kFloat ? out : out.to(q.scalar_type());
 }
 
 // q: [heads, new, head_dim]; k, v: [kv_heads, past + new, head_dim]. Returns [new, heads * head_dim].
-// Scores are scaled in the compute dtype and normalised in float32, as transformers' eager attention.
+// Scores are scaled (and soft-capped: Gemma 2) in the compute dtype and normalised in float32, as
+// transformers' eager attention.
 inline at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, std::int64_t past,
-                            double scale, std::optional<std::int64_t> sliding_window = std::nullopt) {
-  if (decode_attention_takes(q, k, v)) return decode_attention(q, k, v, past, scale, sliding_window);
+                            double scale, std::optional<std::int64_t> sliding_window = std::nullopt,
+                            std::optional<double> softcap = std::nullopt) {
+  if (decode_attention_takes(q, k, v)) return decode_attention(q, k, v, past, scale, sliding_window, softcap);
   const std::int64_t heads = q.size(0), n = q.size(1), dim = q.size(2);
   const std::int64_t kv_heads = k.size(0), total = k.size(1), group = heads / kv_heads;
   // Query heads h = g * group + r all read kv head g: stack a group's queries as rows.
   const at::Tensor grouped = q.reshape({kv_heads, group * n, dim});
-  at::Tensor scores = at::matmul(grouped, k.transpose(1, 2)).mul(scale).to(at::kFloat).view({kv_heads, group, n, total});
+  at::Tensor scaled = at::matmul(grouped, k.transpose(1, 2)).mul(scale);
+  if (softcap) scaled = scaled.div(*softcap).tanh().mul(*softcap);
+  at::Tensor scores = scaled.to(at::kFloat).view({kv_heads, group, n, total});
   if (n > 1 || sliding_window) {
     const auto index = at::TensorOptions().dtype(at::kLong).device(q.device());
     const at::Tensor query_pos = at::arange(past, past + n, index).unsqueeze(1);

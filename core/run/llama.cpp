@@ -1,10 +1,14 @@
-// The Llama family's forward pass (Llama 2/3, Mistral, Qwen2, Qwen3, Phi-3, TinyLlama, SmolLM, and the
-// routed-expert Mixtral, Qwen2-MoE, Qwen3-MoE), following transformers' modeling files: RMSNorm →
-// attention with rotary embeddings → residual, RMSNorm → SwiGLU MLP (or routed experts) → residual.
-// Each part runs on the device that executes its weights; the hidden state follows it.
+// The Llama family's forward pass (Llama 2/3, Mistral, Qwen2, Qwen3, Phi-3, Gemma 1/2/3, TinyLlama,
+// SmolLM, and the routed-expert Mixtral, Qwen2-MoE, Qwen3-MoE), following transformers' modeling files:
+// RMSNorm → attention with rotary embeddings → residual, RMSNorm → gated MLP (or routed experts) →
+// residual. The features a row of the architecture table turns on (ModelConfig) change the steps:
+// Gemma's (1 + weight) norms, scaled embeddings, the norms around attention and MLP, soft-capping, and
+// local layers with their own RoPE base. Each part runs on the device that executes its weights; the
+// hidden state follows it.
 #include <array>
 #include <cmath>
 #include <initializer_list>
+#include <optional>
 #include <vector>
 
 #include "run/attention.hpp"
@@ -22,12 +26,25 @@
 namespace devicemap {
 namespace {
 
-// transformers' LlamaRMSNorm: normalise in float32, cast back, then scale.
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  if (rms_norm_takes(x, weight)) return rms_norm_kernel(x, weight, eps);
+// transformers' LlamaRMSNorm: normalise in float32, cast back, then scale. GemmaRMSNorm (`plus_one`):
+// scale the float32 row by (1 + weight) in float32, then cast.
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps, bool plus_one = false) {
+  if (rms_norm_takes(x, weight))
+    return rms_norm_kernel(x, weight, eps, plus_one ? kernels::NormWeight::PlusOne : kernels::NormWeight::Plain);
   const at::Tensor f = x.to(at::kFloat);
   const at::Tensor normed = f.mul(at::rsqrt(f.pow(2).mean(-1, true).add(eps)));
+  if (plus_one) return normed.mul(weight.to(at::kFloat).add(1.0)).to(x.scalar_type());
   return weight.mul(normed.to(x.scalar_type()));
+}
+
+// Gemma 3's local layers rotate by rope_local_base_freq with default RoPE.
+ModelConfig local_rope_config(const ModelConfig& config) {
+  ModelConfig local = config;
+  if (config.local_rope_theta) {
+    local.rope_theta = *config.local_rope_theta;
+    local.rope_scaling = {};
+  }
+  return local;
 }
 
 at::Tensor inverse_frequencies(const ModelConfig& config, std::int64_t sequence = 0) {
@@ -43,28 +60,43 @@ at::Tensor rotate_half(const at::Tensor& x) {
 class Llama final : public Transformer {
  public:
   Llama(const ModelConfig& config, const Weights& weights, Prefetcher& prefetcher)
-      : c_(config), w_(weights), p_(prefetcher), inv_freq_(inverse_frequencies(config)), scale_(1.0 / std::sqrt(double(config.head_dim))) {}
+      : c_(config),
+        w_(weights),
+        p_(prefetcher),
+        inv_freq_(inverse_frequencies(config)),
+        local_(local_rope_config(config)),
+        local_inv_freq_(inverse_frequencies(local_)),
+        scale_(config.attention_scale > 0 ? config.attention_scale : 1.0 / std::sqrt(double(config.head_dim))) {}
 
   at::Tensor forward(const at::Tensor& ids, KvCache* cache, bool all_positions) override {
     const std::int64_t past = cache ? cache->length() : 0, n = ids.size(0);
     const auto embed_device = w_.execution_device("model.embed_tokens.weight");
     at::Tensor h = at::embedding(p_.fetch("model.embed_tokens.weight", embed_device), ids.to(embed_device));
+    // Gemma: times √hidden_size as a tensor of the hidden dtype (so rounded to it, as transformers does).
+    if (c_.embed_scale != 1.0) {
+      h = move(h, embed_device);
+      h = h.mul(at::scalar_tensor(c_.embed_scale, h.options()));
+    }
     // "dynamic" and "longrope" frequencies follow the positions this pass reaches.
     const auto kind = c_.rope_scaling.kind;
     const bool by_length = kind == RopeScaling::Kind::Dynamic || kind == RopeScaling::Kind::LongRope;
     Rotary rotary(by_length ? inverse_frequencies(c_, past + n) : inv_freq_, past, n, rope_attention_scaling(c_));
+    std::optional<Rotary> local;
+    if (c_.local_rope_theta) local.emplace(local_inv_freq_, past, n, 1.0);
     for (std::int64_t i = 0; i < c_.num_layers; ++i) {
       stop_if_cancelled();
       p_.enter_block(static_cast<std::size_t>(i));
-      h = block(i, h, cache, past, rotary);
+      h = block(i, h, cache, past, local && c_.window_of(i) ? *local : rotary);
     }
     p_.leave_blocks();
     if (cache) cache->commit(n);
     if (!all_positions) h = h.narrow(0, n - 1, 1);
     const auto norm_device = w_.execution_device("model.norm.weight");
-    h = rms_norm(move(h, norm_device), p_.fetch("model.norm.weight", norm_device), c_.norm_eps);
+    h = norm(move(h, norm_device), p_.fetch("model.norm.weight", norm_device));
     const auto head_device = w_.execution_device("lm_head.weight");
-    return dense(move(h, head_device), p_.fetch("lm_head.weight", head_device)).to(at::kCPU, at::kFloat);
+    at::Tensor logits = dense(move(h, head_device), p_.fetch("lm_head.weight", head_device));
+    if (c_.final_softcap) logits = logits.div(*c_.final_softcap).tanh().mul(*c_.final_softcap);  // in the head's dtype
+    return logits.to(at::kCPU, at::kFloat);
   }
 
  private:
@@ -100,6 +132,8 @@ class Llama final : public Transformer {
     at::Tensor cos_, sin_;
     std::vector<Entry> cached_;
   };
+
+  at::Tensor norm(const at::Tensor& x, const at::Tensor& weight) const { return rms_norm(x, weight, c_.norm_eps, c_.gemma_norm); }
 
   at::Tensor move(const at::Tensor& h, const c10::Device& device) const {
     return h.to(device, w_.policy().compute_dtype(device));
@@ -146,7 +180,7 @@ class Llama final : public Transformer {
     // Attention runs where its projections execute; the cache of this block lives there too.
     const auto device = attention_device(index);
     h = move(h, device);
-    const at::Tensor x = rms_norm(h, p_.fetch(b + ".input_layernorm.weight", device), c_.norm_eps);
+    const at::Tensor x = norm(h, p_.fetch(b + ".input_layernorm.weight", device));
     auto qkv = c_.fused_projections ? split(linear(b + ".self_attn.qkv_proj", x, device),
                                             {c_.num_heads * c_.head_dim, c_.num_kv_heads * c_.head_dim, c_.num_kv_heads * c_.head_dim})
                                     : linears(b + ".self_attn.", {"q_proj", "k_proj", "v_proj"}, x, device);
@@ -169,8 +203,11 @@ class Llama final : public Transformer {
       k = k.mul(cos).add(rotate_half(k).mul(sin));
     }
     if (cache) std::tie(k, v) = cache->append(index, k, v);
-    const at::Tensor attended = attention(q, k, v, past, scale_, c_.window_of(index));
-    h = residual(h, linear(b + ".self_attn.o_proj", attended, device));
+    const at::Tensor attended = attention(q, k, v, past, scale_, c_.window_of(index), c_.attn_softcap);
+    at::Tensor attn_out = linear(b + ".self_attn.o_proj", attended, device);
+    // Gemma 2/3 normalise the attention's output before the residual, and both sides of the MLP.
+    if (c_.sandwich_norms) attn_out = norm(attn_out, p_.fetch(b + ".post_attention_layernorm.weight", device));
+    h = residual(h, attn_out);
 
     // The MLP runs where its first weight (a sparse layer: its router) executes.
     const bool sparse = c_.sparse_layer(index);
@@ -178,10 +215,13 @@ class Llama final : public Transformer {
     const std::string first = sparse ? "gate.weight" : (c_.fused_projections ? "gate_up_proj" : "gate_proj") + std::string(main_tensor());
     const auto mlp_device = w_.execution_device(mlp + first);
     h = move(h, mlp_device);
-    const at::Tensor y = rms_norm(h, p_.fetch(b + ".post_attention_layernorm.weight", mlp_device), c_.norm_eps);
-    if (sparse) return residual(h, experts(mlp, y, mlp_device));
-    if (c_.fused_projections) return residual(h, gated_mlp(mlp, {"gate_up_proj", "", "down_proj"}, y, mlp_device));
-    return residual(h, gated_mlp(mlp, {"gate_proj", "up_proj", "down_proj"}, y, mlp_device));
+    const char* pre_mlp = c_.sandwich_norms ? ".pre_feedforward_layernorm.weight" : ".post_attention_layernorm.weight";
+    const at::Tensor y = norm(h, p_.fetch(b + pre_mlp, mlp_device));
+    at::Tensor out = sparse              ? experts(mlp, y, mlp_device)
+                     : c_.fused_projections ? gated_mlp(mlp, {"gate_up_proj", "", "down_proj"}, y, mlp_device)
+                                            : gated_mlp(mlp, {"gate_proj", "up_proj", "down_proj"}, y, mlp_device);
+    if (c_.sandwich_norms) out = norm(out, p_.fetch(b + ".post_feedforward_layernorm.weight", mlp_device));
+    return residual(h, out);
   }
 
   // A fused projection's output cut into its parts along the features, each contiguous (Phi-3's
@@ -196,15 +236,20 @@ class Llama final : public Transformer {
     return parts;
   }
 
-  // down(silu(gate(y)) · up(y)), `names` = {gate, up, down} under `prefix` ({"gate_up_proj", "", down}
-  // for Phi-3's fused gate and up).
+  // down(act(gate(y)) · up(y)), `names` = {gate, up, down} under `prefix` ({"gate_up_proj", "", down}
+  // for Phi-3's fused gate and up); act is SiLU, or Gemma's tanh GELU (or exact GELU where asked).
   at::Tensor gated_mlp(const std::string& prefix, std::array<const char*, 3> names, const at::Tensor& y,
                        const c10::Device& device) const {
     const auto gate_up = *names[1] == '\0' ? split(linear(prefix + names[0], y, device), {c_.intermediate_size, c_.intermediate_size})
                                            : linears(prefix, {names[0], names[1]}, y, device);
-    const at::Tensor gated = token_ops_take(gate_up[0]) && gate_up[1].scalar_type() == gate_up[0].scalar_type()
-                                 ? silu_mul_kernel(gate_up[0], gate_up[1])
-                                 : at::silu(gate_up[0]).mul(gate_up[1]);
+    const bool kernels = token_ops_take(gate_up[0]) && gate_up[1].scalar_type() == gate_up[0].scalar_type();
+    at::Tensor gated;
+    if (c_.activation == "silu")
+      gated = kernels ? silu_mul_kernel(gate_up[0], gate_up[1]) : at::silu(gate_up[0]).mul(gate_up[1]);
+    else if (c_.activation == "gelu_pytorch_tanh")
+      gated = kernels ? gelu_tanh_mul_kernel(gate_up[0], gate_up[1]) : at::gelu(gate_up[0], "tanh").mul(gate_up[1]);
+    else
+      gated = at::gelu(gate_up[0]).mul(gate_up[1]);
     return linear(prefix + names[2], gated, device);
   }
 
@@ -252,9 +297,10 @@ class Llama final : public Transformer {
   // RMSNorm of each head of a projection's output [n, heads · head_dim], as q_norm(q.view(…, head_dim)).
   at::Tensor head_norm(const at::Tensor& x, std::int64_t heads, const at::Tensor& weight) const {
     const at::Tensor rows = x.contiguous().view({x.size(0) * heads, c_.head_dim});
+    const kernels::NormWeight style = c_.gemma_norm ? kernels::NormWeight::PlusOne : kernels::NormWeight::Plain;
     const at::Tensor normed = token_ops_take(x) && rms_norm_takes(rows.narrow(0, 0, 1), weight)
-                                  ? rms_norm_kernel(rows, weight, c_.norm_eps)
-                                  : rms_norm(rows, weight, c_.norm_eps);
+                                  ? rms_norm_kernel(rows, weight, c_.norm_eps, style)
+                                  : rms_norm(rows, weight, c_.norm_eps, c_.gemma_norm);
     return normed.view({x.size(0), heads * c_.head_dim});
   }
 
@@ -271,6 +317,8 @@ class Llama final : public Transformer {
   const Weights& w_;
   Prefetcher& p_;
   at::Tensor inv_freq_;
+  ModelConfig local_;  // the config of Gemma 3's local layers' RoPE
+  at::Tensor local_inv_freq_;
   double scale_;
 };
 

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "error.hpp"
+#include "model/architecture.hpp"
 #include "model/size_limits.hpp"
 
 namespace devicemap {
@@ -164,11 +165,13 @@ RopeScaling read_rope_scaling(const nlohmann::json& config, std::string_view sou
   throw Error(where + ": rope type '" + type + "' is not supported (supported: default, linear, llama3, yarn, dynamic, longrope)");
 }
 
-ModelConfig read_llama(const nlohmann::json& j, std::string_view source, const std::string& model_type) {
+ModelConfig read_llama(const nlohmann::json& j, std::string_view source, const Architecture& arch) {
   ConfigReader r(j, source);
+  const ForwardFeatures& f = arch.forward;
   ModelConfig c;
   c.family = ModelFamily::Llama;
-  c.model_type = model_type;
+  c.model_type = std::string(arch.model_type);
+  c.architecture = &arch;
   c.hidden_size = r.positive_int("hidden_size");
   c.intermediate_size = r.positive_int("intermediate_size");
   c.num_layers = r.positive_int("num_hidden_layers");
@@ -190,71 +193,91 @@ ModelConfig read_llama(const nlohmann::json& j, std::string_view source, const s
   if (c.num_heads % c.num_kv_heads != 0)
     throw Error(std::string(source) + ": num_attention_heads " + std::to_string(c.num_heads) +
                 " is not a multiple of num_key_value_heads " + std::to_string(c.num_kv_heads));
-  const bool qwen2_moe = model_type == "qwen2_moe", qwen2 = model_type == "qwen2" || qwen2_moe;
-  const bool qwen3_moe = model_type == "qwen3_moe";
-  const bool qwen3 = model_type == "qwen3" || qwen3_moe;
-  const bool mixtral = model_type == "mixtral", phi3 = model_type == "phi3";
-  // Mistral's, Mixtral's and Phi-3's attention take config.sliding_window on every layer.
-  const bool mistral = model_type == "mistral" || mixtral || phi3;
-  c.max_position_embeddings =
-      r.positive_int("max_position_embeddings", qwen2 || qwen3 ? 32768 : mistral ? 4096 * 32 : 2048);
+  c.max_position_embeddings = r.positive_int("max_position_embeddings", f.default_positions);
   c.norm_eps = r.positive_number("rms_norm_eps", 1e-6);
-  c.rope_theta = r.positive_number("rope_theta", 10000.0);
+  c.rope_theta = r.positive_number("rope_theta", f.local_rope ? 1000000.0 : 10000.0);
   c.rope_scaling = read_rope_scaling(j, source, c.max_position_embeddings);
   if (c.rope_scaling.kind == RopeScaling::Kind::LongRope)
-    for (const auto* f : {&c.rope_scaling.short_factor, &c.rope_scaling.long_factor})
-      if (static_cast<std::int64_t>(f->size()) != c.head_dim / 2)
-        throw Error(std::string(source) + ": rope_scaling: " + (f == &c.rope_scaling.short_factor ? "short_factor" : "long_factor") +
-                    " holds " + std::to_string(f->size()) + " factors; head_dim " + std::to_string(c.head_dim) + " needs " +
+    for (const auto* fac : {&c.rope_scaling.short_factor, &c.rope_scaling.long_factor})
+      if (static_cast<std::int64_t>(fac->size()) != c.head_dim / 2)
+        throw Error(std::string(source) + ": rope_scaling: " + (fac == &c.rope_scaling.short_factor ? "short_factor" : "long_factor") +
+                    " holds " + std::to_string(fac->size()) + " factors; head_dim " + std::to_string(c.head_dim) + " needs " +
                     std::to_string(c.head_dim / 2));
-  // LlamaConfig, MistralConfig and Qwen2Config all default to untied embeddings.
-  c.tie_word_embeddings = r.boolean("tie_word_embeddings", false);
+  c.tie_word_embeddings = r.boolean("tie_word_embeddings", arch.tie_default);
   const bool attention_bias = r.boolean("attention_bias", false);
-  c.qkv_bias = qwen2 || attention_bias;
-  c.out_proj_bias = attention_bias;
-  c.qk_norm = qwen3;
-  c.fused_projections = phi3;
-  if (phi3 && r.has("partial_rotary_factor") && r.positive_number("partial_rotary_factor", 1.0) != 1.0)
+  c.qkv_bias = arch.attention_bias_default || attention_bias;
+  c.out_proj_bias = attention_bias && !arch.attention_bias_default;  // Qwen2's o_proj never has one
+  c.qk_norm = f.qk_norm;
+  c.fused_projections = f.fused_projections;
+  if (f.fused_projections && r.has("partial_rotary_factor") && r.positive_number("partial_rotary_factor", 1.0) != 1.0)
     r.fail("partial_rotary_factor", "is not 1; the runtime rotates whole heads only");
   c.mlp_bias = r.boolean("mlp_bias", false);
-  c.activation = r.string("hidden_act", "silu");
-  if (c.activation != "silu")
-    r.fail("hidden_act", "is '" + c.activation + "'; the Llama family runtime supports 'silu' only");
-  // Mistral slides on every layer. Qwen2 and Qwen3 keep a sliding_window value but apply it only with
-  // use_sliding_window, and then on the layers from max_window_layers on (their configs' layer_types),
-  // unless config.json lists layer_types itself.
-  if (mistral) c.sliding_window = r.optional_positive_int("sliding_window");
-  // Qwen3-MoE's attention takes the config's window on every layer (no max_window_layers).
-  if (qwen3_moe && r.boolean("use_sliding_window", false)) c.sliding_window = r.optional_positive_int("sliding_window");
-  if ((qwen2 || (qwen3 && !qwen3_moe)) && r.boolean("use_sliding_window", false)) {
-    c.sliding_window = r.optional_positive_int("sliding_window");
-    if (c.sliding_window) {
-      const std::int64_t first = r.positive_int("max_window_layers", 28);
-      for (std::int64_t i = 0; i < c.num_layers; ++i) c.sliding_layers.push_back(i >= first);
+  // Gemma: the activation is hidden_activation (gelu_pytorch_tanh when absent, as transformers chose for
+  // Gemma 1 checkpoints whose hidden_act said "gelu").
+  c.activation = r.string(std::string(f.activation_key).c_str(), std::string(f.default_activation));
+  if (c.activation == "gelu_new") c.activation = "gelu_pytorch_tanh";  // the same tanh approximation
+  if (c.activation != "silu" && c.activation != "gelu_pytorch_tanh" && c.activation != "gelu")
+    r.fail(std::string(f.activation_key).c_str(),
+           "is '" + c.activation + "'; the gated MLP supports silu, gelu_pytorch_tanh, gelu_new and gelu");
+  c.gemma_norm = f.gemma_norm;
+  c.sandwich_norms = f.sandwich_norms;
+  // Gemma multiplies the embeddings by √hidden_size rounded to the compute dtype (see llama.cpp).
+  if (f.embed_scale) c.embed_scale = std::sqrt(double(c.hidden_size));
+  c.attention_scale = 1.0 / std::sqrt(double(c.head_dim));
+  if (f.query_pre_attn_scalar) c.attention_scale = 1.0 / std::sqrt(r.positive_number("query_pre_attn_scalar", double(c.head_dim)));
+  if (f.softcapping) {
+    if (r.has("attn_logit_softcapping")) c.attn_softcap = r.positive_number("attn_logit_softcapping", 1.0);
+    if (r.has("final_logit_softcapping")) c.final_softcap = r.positive_number("final_logit_softcapping", 1.0);
+  }
+  if (f.local_rope) c.local_rope_theta = r.positive_number("rope_local_base_freq", 10000.0);
+
+  // Sliding windows, by the row's pattern.
+  switch (f.windows) {
+    case Windows::None: break;
+    case Windows::Every: c.sliding_window = r.optional_positive_int("sliding_window"); break;
+    case Windows::OptInEvery:
+      if (r.boolean("use_sliding_window", false)) c.sliding_window = r.optional_positive_int("sliding_window");
+      break;
+    case Windows::OptInFrom:
+      // Qwen2 and Qwen3 keep a sliding_window value but apply it only with use_sliding_window, and then
+      // on the layers from max_window_layers on.
+      if (r.boolean("use_sliding_window", false)) {
+        c.sliding_window = r.optional_positive_int("sliding_window");
+        if (c.sliding_window) {
+          const std::int64_t first = r.positive_int("max_window_layers", 28);
+          for (std::int64_t i = 0; i < c.num_layers; ++i) c.sliding_layers.push_back(i >= first);
+        }
+      }
+      break;
+    case Windows::EvenLayers:
+      c.sliding_window = r.positive_int("sliding_window", 4096);
+      for (std::int64_t i = 0; i < c.num_layers; ++i) c.sliding_layers.push_back(i % 2 == 0);
+      break;
+    case Windows::AllButNth: {
+      c.sliding_window = r.positive_int("sliding_window", 4096);
+      const std::int64_t pattern = r.positive_int("sliding_window_pattern", 6);
+      for (std::int64_t i = 0; i < c.num_layers; ++i) c.sliding_layers.push_back((i + 1) % pattern != 0);
+      break;
     }
   }
-  if (mixtral) {
+  if (f.experts == Experts::Mixtral) {
     MoeConfig m;
     m.mixtral_names = true;
-    m.experts = r.positive_int("num_local_experts", 8);
-    m.top_k = r.positive_int("num_experts_per_tok", 2);
+    m.experts = r.positive_int("num_local_experts", f.default_experts);
+    m.top_k = r.positive_int("num_experts_per_tok", f.default_top_k);
     m.expert_intermediate = c.intermediate_size;
     c.moe = m;
   }
-  if (qwen3_moe || qwen2_moe) {
+  if (f.experts == Experts::Qwen) {
     MoeConfig m;
-    m.experts = r.positive_int("num_experts", 128);
-    m.top_k = r.positive_int("num_experts_per_tok", 8);
-    m.expert_intermediate = r.positive_int("moe_intermediate_size", 768);
+    m.experts = r.positive_int("num_experts", f.default_experts);
+    m.top_k = r.positive_int("num_experts_per_tok", f.default_top_k);
+    m.expert_intermediate = r.positive_int("moe_intermediate_size", f.default_expert_intermediate);
     m.normalize_top_k = r.boolean("norm_topk_prob", false);
     m.sparse_step = r.positive_int("decoder_sparse_step", 1);
     for (const auto d : r.int_list("mlp_only_layers")) m.dense_layers.push_back(d);
-    if (qwen2_moe) {
-      m.experts = r.positive_int("num_experts", 60);
-      m.top_k = r.positive_int("num_experts_per_tok", 4);
-      m.expert_intermediate = r.positive_int("moe_intermediate_size", 1408);
-      m.shared_intermediate = r.positive_int("shared_expert_intermediate_size", 5632);
-    }
+    if (f.default_shared_intermediate > 0)
+      m.shared_intermediate = r.positive_int("shared_expert_intermediate_size", f.default_shared_intermediate);
     c.moe = m;
   }
   if (c.moe && c.moe->top_k > c.moe->experts)
@@ -278,6 +301,7 @@ ModelConfig read_gpt2(const nlohmann::json& j, std::string_view source) {
   ModelConfig c;
   c.family = ModelFamily::Gpt2;
   c.model_type = "gpt2";
+  c.architecture = find_architecture("gpt2");
   c.hidden_size = r.positive_int("n_embd");
   c.num_layers = r.positive_int("n_layer");
   c.num_heads = r.positive_int("n_head");
@@ -310,19 +334,17 @@ std::string model_type_of(const nlohmann::json& j, std::string_view source) {
   ConfigReader r(j, source);
   std::string type = r.string("model_type", "");
   if (!type.empty()) return type;
+  // The longest class prefix of the table that starts an architectures entry ("Qwen2Moe" before "Qwen2").
   if (j.contains("architectures") && j.at("architectures").is_array()) {
     for (const auto& a : j.at("architectures")) {
       if (!a.is_string()) continue;
       const std::string name = a.get<std::string>();
-      if (name.rfind("Llama", 0) == 0) return "llama";
-      if (name.rfind("Mistral", 0) == 0) return "mistral";
-      if (name.rfind("Qwen2Moe", 0) == 0) return "qwen2_moe";
-      if (name.rfind("Qwen2", 0) == 0) return "qwen2";
-      if (name.rfind("Qwen3Moe", 0) == 0) return "qwen3_moe";
-      if (name.rfind("Qwen3", 0) == 0) return "qwen3";
-      if (name.rfind("Mixtral", 0) == 0) return "mixtral";
-      if (name.rfind("Phi3", 0) == 0) return "phi3";
-      if (name.rfind("GPT2", 0) == 0) return "gpt2";
+      const Architecture* best = nullptr;
+      for (const auto t : known_model_types()) {
+        const Architecture* arch = find_architecture(t);
+        if (name.starts_with(arch->prefix) && (!best || arch->prefix.size() > best->prefix.size())) best = arch;
+      }
+      if (best) return std::string(best->model_type);
     }
   }
   throw Error(std::string(source) + ": key 'model_type' is missing and 'architectures' names no supported model");
@@ -356,15 +378,15 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& config, std::string_vie
   if (!config.is_object()) throw Error(std::string(source) + ": expected a JSON object");
   check_config_sizes(config, source);
   const std::string type = model_type_of(config, source);
-  ModelConfig c;
-  if (type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3" || type == "mixtral" || type == "qwen2_moe" ||
-      type == "qwen3_moe" || type == "phi3")
-    c = read_llama(config, source, type);
-  else if (type == "gpt2")
-    c = read_gpt2(config, source);
-  else
-    throw Error(std::string(source) + ": model_type '" + type +
-                "' is not supported by the runtime (supported: llama, mistral, qwen2, qwen3, phi3, mixtral, qwen2_moe, qwen3_moe, gpt2)");
+  std::string runnable;
+  for (const auto t : runnable_model_types()) runnable += (runnable.empty() ? "" : ", ") + std::string(t);
+  const Architecture* arch = find_architecture(type);
+  if (!arch)
+    throw Error(std::string(source) + ": model_type '" + type + "' is not supported by the runtime (supported: " + runnable + ")");
+  if (arch->forward.runner.empty())
+    throw Error(std::string(source) + ": model_type '" + type + "' can be planned but not run: the runtime lacks " +
+                std::string(arch->forward.missing) + " (it runs: " + runnable + ")");
+  ModelConfig c = arch->forward.runner == "gpt2" ? read_gpt2(config, source) : read_llama(config, source, *arch);
   ConfigReader r(config, source);
   const std::string dtype = r.string("torch_dtype", r.string("dtype", ""));
   if (!dtype.empty()) {

@@ -1,7 +1,8 @@
 #pragma once
-// The architecture hyper-parameters the runtime needs, read from config.json. Llama family (llama,
-// mistral, qwen2, qwen3, phi3, the routed-expert mixtral, qwen2_moe and qwen3_moe, and the models that reuse their
-// model_type: TinyLlama, SmolLM, …) and GPT-2.
+// The architecture hyper-parameters the runtime needs, read from config.json by the features its
+// architecture table row lists (model/architecture.hpp). The Llama runner's family (llama, mistral,
+// qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, the routed-expert mixtral, qwen2_moe and qwen3_moe, and
+// the models that reuse their model_type: TinyLlama, SmolLM, …) and GPT-2.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -13,6 +14,8 @@
 #include "format/dtype.hpp"
 
 namespace devicemap {
+
+struct Architecture;
 
 enum class ModelFamily : unsigned char { Llama, Gpt2 };
 
@@ -68,6 +71,7 @@ struct MoeConfig {
 struct ModelConfig {
   ModelFamily family = ModelFamily::Llama;
   std::string model_type;  // as config.json spells it
+  const Architecture* architecture = nullptr;  // its row of the architecture table (tensors, features)
   std::int64_t hidden_size = 0;
   std::int64_t intermediate_size = 0;
   std::int64_t num_layers = 0;
@@ -83,9 +87,17 @@ struct ModelConfig {
   bool qkv_bias = false;       // q/k/v projections carry a bias (qwen2, attention_bias)
   bool out_proj_bias = false;  // o_proj carries a bias (attention_bias)
   bool mlp_bias = false;
-  std::string activation;  // "silu", "gelu_new", "gelu", "relu"
+  std::string activation;  // gated MLP: "silu", "gelu_pytorch_tanh", "gelu"; GPT-2: "gelu_new", "gelu", "relu"
   bool fused_projections = false;  // Phi-3: qkv_proj ([q; k; v] rows) and gate_up_proj ([gate; up] rows)
-  bool qk_norm = false;        // Qwen3: an RMSNorm over each head of q and k (q_norm, k_norm) before RoPE
+  bool qk_norm = false;        // Qwen3, Gemma 3: an RMSNorm over each head of q and k before RoPE
+  bool gemma_norm = false;     // Gemma: RMSNorm scales by (1 + weight) in float32, then rounds
+  bool sandwich_norms = false; // Gemma 2/3: post_attention_layernorm on the attention's output,
+                               // pre_/post_feedforward_layernorm around the MLP
+  double embed_scale = 1.0;    // Gemma: embeddings × √hidden_size (in the compute dtype)
+  double attention_scale = 0;  // scores × this: head_dim^-½, Gemma 2/3 query_pre_attn_scalar^-½
+  std::optional<double> attn_softcap;   // Gemma 2: scores → cap · tanh(scores / cap) before the mask
+  std::optional<double> final_softcap;  // Gemma 2: logits → cap · tanh(logits / cap)
+  std::optional<double> local_rope_theta;  // Gemma 3: sliding layers rotate by this base, unscaled
   // A query sees at most this many keys back on the layers that slide (Mistral: all of them; Qwen2/Qwen3
   // with use_sliding_window: those from max_window_layers on, or as config.json's layer_types say).
   std::optional<std::int64_t> sliding_window;

@@ -1,7 +1,8 @@
 #pragma once
 // The tensors each model family's forward pass reads, with the shapes its config.json implies, named as
-// in the module tree (the names device maps use). The loader loads exactly these and checks their
-// shapes; adding a family is adding a list here and its forward pass.
+// in the module tree (the names device maps use): the architecture table's rows (the planner's own
+// description, model/architecture_tensors.hpp) evaluated with this runtime's reading of config.json.
+// The loader loads exactly these and checks their shapes.
 #include <cstdint>
 #include <string>
 #include <vector>

@@ -23,10 +23,11 @@ inline bool rms_norm_takes(const at::Tensor& x, const at::Tensor& weight) {
          weight.dim() == 1 && weight.size(0) == x.size(1);
 }
 
-inline at::Tensor rms_norm_kernel(const at::Tensor& x, const at::Tensor& weight, double eps) {
+inline at::Tensor rms_norm_kernel(const at::Tensor& x, const at::Tensor& weight, double eps,
+                                  kernels::NormWeight style = kernels::NormWeight::Plain) {
   at::Tensor out = at::empty_like(x);
   kernels::rms_norm(x.data_ptr(), weight.data_ptr(), out.data_ptr(), dtype_of(x.scalar_type()), static_cast<std::size_t>(x.size(0)),
-                    static_cast<std::size_t>(x.size(1)), static_cast<float>(eps));
+                    static_cast<std::size_t>(x.size(1)), static_cast<float>(eps), style);
   return out;
 }
 
@@ -39,6 +40,12 @@ inline void rotary_kernel(at::Tensor& x, std::int64_t heads, std::int64_t dim, c
 inline at::Tensor silu_mul_kernel(const at::Tensor& gate, const at::Tensor& up) {
   at::Tensor out = at::empty_like(gate);
   kernels::silu_mul(gate.data_ptr(), up.data_ptr(), out.data_ptr(), dtype_of(gate.scalar_type()), static_cast<std::size_t>(gate.numel()));
+  return out;
+}
+
+inline at::Tensor gelu_tanh_mul_kernel(const at::Tensor& gate, const at::Tensor& up) {
+  at::Tensor out = at::empty_like(gate);
+  kernels::gelu_tanh_mul(gate.data_ptr(), up.data_ptr(), out.data_ptr(), dtype_of(gate.scalar_type()), static_cast<std::size_t>(gate.numel()));
   return out;
 }
 
