@@ -24,6 +24,7 @@ class SkeletonTest : public QObject {
   void json_round_trip();
   void generic_skeleton_for_unknown_type();
   void every_catalog_model_builds();
+  void newest_catalog_models();
   void bad_skeleton_json_names_the_key();
 };
 
@@ -173,6 +174,61 @@ void SkeletonTest::every_catalog_model_builds() {
                          [](const auto& t) { return t.name == "model.layers.0.self_attn.k_norm.weight" && t.numel() == 128; }),
              id);
   }
+}
+
+void SkeletonTest::newest_catalog_models() {
+  auto params = [](const Skeleton& s) {
+    double all = 0;
+    for (const auto& t : s.tensors)
+      if (!t.buffer && t.tied_to < 0) all += double(t.numel());
+    return all;
+  };
+  auto find = [](const Skeleton& s, const char* name) -> const SkeletonTensor* {
+    const int i = s.find_tensor(name);
+    return i < 0 ? nullptr : &s.tensors[static_cast<std::size_t>(i)];
+  };
+  // Gemma 3 (Hub pages: 27B "27.4B", 4B "4.3B", 1B "1B" params): the multimodal ones with SigLIP's
+  // image encoder and the projector, the language model under model.language_model, a tied head.
+  for (const auto& [id, total, slack] : {std::tuple{"gemma-3-27b", 27.4e9, 0.05e9}, std::tuple{"gemma-3-4b", 4.3e9, 0.01e9},
+                                         std::tuple{"gemma-3-1b", 1.0e9, 0.01e9}}) {
+    const Skeleton s = open_model(std::string("catalog:") + id).skeleton;
+    QVERIFY2(std::abs(params(s) - total) < slack, (std::string(id) + ": " + std::to_string(params(s))).c_str());
+  }
+  const Skeleton g27 = open_model("catalog:gemma-3-27b").skeleton;
+  QVERIFY(find(g27, "model.language_model.layers.61.post_feedforward_layernorm.weight"));
+  QVERIFY(find(g27, "model.language_model.layers.0.self_attn.q_norm.weight"));
+  QVERIFY(find(g27, "model.vision_tower.vision_model.encoder.layers.26.mlp.fc2.bias"));
+  QCOMPARE(find(g27, "model.multi_modal_projector.mm_input_projection_weight")->shape, (std::vector<std::int64_t>{1152, 5376}));
+  QCOMPARE(find(g27, "model.vision_tower.vision_model.embeddings.position_embedding.weight")->shape,
+           (std::vector<std::int64_t>{4096, 1152}));
+  QVERIFY(find(g27, "lm_head.weight") && find(g27, "lm_head.weight")->tied_to >= 0);
+  QVERIFY(std::find(g27.no_split_module_classes.begin(), g27.no_split_module_classes.end(), "SiglipEncoderLayer") !=
+          g27.no_split_module_classes.end());
+  QCOMPARE(g27.modules[static_cast<std::size_t>(g27.find_module("model.language_model.layers.3"))].is_layer, true);
+
+  // DeepSeek-V3 (model card: 671B total, 37B activated; the Hub's 685B adds the multi-token prediction
+  // layer, which transformers does not build): latent attention, 3 dense layers, then 256 routed
+  // experts plus a shared one; float8 weights with a float32 inverse scale per 128 × 128 block.
+  const Skeleton ds = open_model("catalog:deepseek-v3").skeleton;
+  QVERIFY2(std::abs(params(ds) - 671e9) < 0.5e9, std::to_string(params(ds)).c_str());
+  QVERIFY(find(ds, "model.layers.2.mlp.down_proj.weight") && !find(ds, "model.layers.2.mlp.experts.0.up_proj.weight"));
+  QVERIFY(find(ds, "model.layers.3.mlp.experts.255.down_proj.weight") && !find(ds, "model.layers.3.mlp.down_proj.weight"));
+  QVERIFY(find(ds, "model.layers.60.mlp.shared_experts.gate_proj.weight"));
+  QVERIFY(!find(ds, "model.layers.61.input_layernorm.weight"));
+  const SkeletonTensor* kv_b = find(ds, "model.layers.0.self_attn.kv_b_proj.weight");
+  QCOMPARE(kv_b->shape, (std::vector<std::int64_t>{128 * (128 + 128), 512}));
+  QCOMPARE(kv_b->dtype, DType::F8_E4M3);
+  QCOMPARE(find(ds, "model.layers.0.self_attn.kv_b_proj.weight_scale_inv")->shape, (std::vector<std::int64_t>{256, 4}));
+  // q_a_proj: 1536 × 7168 → 12 × 56 blocks; the router, the norms, embeddings and head stay bfloat16.
+  QCOMPARE(find(ds, "model.layers.5.self_attn.q_a_proj.weight_scale_inv")->shape, (std::vector<std::int64_t>{12, 56}));
+  QCOMPARE(find(ds, "model.layers.5.mlp.gate.weight")->dtype, DType::BF16);
+  QCOMPARE(find(ds, "lm_head.weight")->dtype, DType::BF16);
+  QVERIFY(!find(ds, "lm_head.weight_scale_inv"));
+  QVERIFY(find(ds, "model.layers.3.mlp.gate.e_score_correction_bias") && !find(ds, "model.layers.2.mlp.gate.e_score_correction_bias"));
+  // A float8 weight keeps its byte when a plan asks for bfloat16 (Accelerate counts no tensor above its size).
+  const auto sizes = compute_module_sizes(ds, DType::BF16, Flavor::Transformers);
+  QCOMPARE(sizes.tensor[static_cast<std::size_t>(ds.find_tensor("model.layers.0.self_attn.kv_b_proj.weight"))],
+           std::int64_t(128 * 256 * 512));
 }
 
 void SkeletonTest::bad_skeleton_json_names_the_key() {

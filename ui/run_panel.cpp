@@ -14,6 +14,7 @@
 #include <QThread>
 #include <QVBoxLayout>
 
+#include "model/architecture.hpp"
 #include "plan/process_memory.hpp"
 #include "plan/units.hpp"
 #include "session/session.hpp"
@@ -27,6 +28,9 @@ namespace devicemap::ui {
 
 QString runBlocker(const Session& s) {
   if (!s.has_model()) return RunPanel::tr("Open a model to run it.");
+  if (const std::string gap = runtime_gap(s.model().skeleton.model_type); !gap.empty())
+    return RunPanel::tr("%1 can be planned but not run here: %2.")
+        .arg(QString::fromStdString(s.model_ref()), QString::fromStdString(gap));
   if (s.model().checkpoint.empty())
     return RunPanel::tr("%1 is planned from its config alone; download the checkpoint to run it.")
         .arg(QString::fromStdString(s.model_ref()));

@@ -11,6 +11,7 @@
 #include "cli/commands.hpp"
 #include "cli/plan_flags.hpp"
 #include "error.hpp"
+#include "model/architecture.hpp"
 #include "model/name_ranges.hpp"
 #include "plan/bandwidth.hpp"
 #include "plan/speed_model.hpp"
@@ -112,6 +113,9 @@ void print_table(std::ostream& os, const ModelSource& model, const PlanningReque
   for (const auto& n : plan.notes) os << "note: " << n << "\n";
   for (const auto& w : model.skeleton.warnings) os << "warning: " << w << "\n";
   for (const auto& w : plan.warnings) os << "warning: " << w << "\n";
+  if (const std::string gap = runtime_gap(model.skeleton.model_type); !gap.empty())
+    os << "note: " << (model.skeleton.model_type.empty() ? std::string("this model") : model.skeleton.model_type)
+       << " plans but does not run here: " << gap << "\n";
   for (const auto& i : plan.info) os << "info: " << i << "\n";
 }
 

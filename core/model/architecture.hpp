@@ -6,6 +6,7 @@
 // runtime needs beyond the tensors (which norms, windows, experts, scalings a block uses), or why it
 // cannot run the type. Adding a model is adding rows (architecture_table.cpp), not code paths.
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -99,5 +100,8 @@ const Architecture* find_architecture(std::string_view model_type);
 std::vector<std::string_view> known_model_types();
 // The types the runtime runs (rows with a runner), for messages.
 std::vector<std::string_view> runnable_model_types();
+// Why the runtime cannot run a model_type ("the runtime lacks multi-head latent attention …"); empty
+// when it can. For the CLI and the Studio to say so next to a plan.
+std::string runtime_gap(std::string_view model_type);
 
 }  // namespace devicemap

@@ -386,3 +386,15 @@ std::vector<std::string_view> runnable_model_types() {
 }
 
 }  // namespace devicemap
+
+namespace devicemap {
+
+std::string runtime_gap(std::string_view model_type) {
+  if (model_type.empty()) return {};  // the runtime guesses it from config.json's architectures
+  const Architecture* a = find_architecture(model_type);
+  if (!a) return "model_type '" + std::string(model_type) + "' is not in the architecture table, which the runtime runs from";
+  if (a->forward.runner.empty()) return "the runtime lacks " + std::string(a->forward.missing);
+  return {};
+}
+
+}  // namespace devicemap

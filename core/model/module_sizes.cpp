@@ -6,7 +6,9 @@ namespace devicemap {
 
 std::int64_t tensor_bytes(DType stored, std::uint64_t numel, std::optional<DType> target, Flavor flavor) {
   DType counted = stored;
-  if (target && is_floating(stored)) {
+  // float8 tensors are quantized weights (FP8Linear makes them float8 whatever torch_dtype says, and
+  // Accelerate counts each tensor at no more than its own size): they keep their byte.
+  if (target && is_floating(stored) && dtype_bits(stored) > 8) {
     if (flavor == Flavor::Transformers || dtype_bits(*target) < dtype_bits(stored)) counted = *target;
   }
   return static_cast<std::int64_t>(dtype_bytes(counted, numel));

@@ -127,6 +127,37 @@ Skeleton generic_skeleton(const Checkpoint& ckpt) {
   return s;
 }
 
+// quantization_config {"quant_method": "fp8", "weight_block_size": [128, 128]} (DeepSeek-V3, the
+// *-FP8 releases): transformers' FineGrainedFP8 quantizer turns every Linear but lm_head and the
+// modules_to_not_convert into FP8Linear.
+struct Fp8Blocks {
+  bool on = false;
+  std::int64_t rows = 128, cols = 128;
+  std::vector<std::string> not_converted{"lm_head"};
+  bool skipped(const std::string& module) const {
+    for (const auto& n : not_converted)
+      if (module == n || module.ends_with("." + n)) return true;
+    return false;
+  }
+};
+
+Fp8Blocks fp8_blocks(const nlohmann::json& config) {
+  Fp8Blocks f;
+  if (!config.contains("quantization_config") || !config["quantization_config"].is_object()) return f;
+  const auto& q = config["quantization_config"];
+  if (q.value("quant_method", "") != "fp8") return f;
+  f.on = true;
+  if (q.contains("weight_block_size") && q["weight_block_size"].is_array() && q["weight_block_size"].size() == 2 &&
+      q["weight_block_size"][0].is_number_integer() && q["weight_block_size"][1].is_number_integer()) {
+    f.rows = std::max<std::int64_t>(1, q["weight_block_size"][0].get<std::int64_t>());
+    f.cols = std::max<std::int64_t>(1, q["weight_block_size"][1].get<std::int64_t>());
+  }
+  if (q.contains("modules_to_not_convert") && q["modules_to_not_convert"].is_array())
+    for (const auto& m : q["modules_to_not_convert"])
+      if (m.is_string()) f.not_converted.push_back(m.get<std::string>());
+  return f;
+}
+
 }  // namespace
 
 Skeleton skeleton_from_config(const nlohmann::json& config) {
@@ -140,13 +171,26 @@ Skeleton skeleton_from_config(const nlohmann::json& config) {
   DType dtype = DType::F32;
   if (config.contains("torch_dtype") && config["torch_dtype"].is_string())
     dtype = dtype_from_torch_name(config["torch_dtype"].get<std::string>()).value_or(DType::F32);
+  const Fp8Blocks fp8 = fp8_blocks(config);
   for (auto& row : architecture_tensors(*a, values)) {
     if (!row.tied_to.empty()) continue;  // a tied alias: registered by the tie below
     SkeletonTensor t;
     t.name = std::move(row.name);
     t.shape = std::move(row.shape);
     t.dtype = dtype;
+    const std::string module = t.name.substr(0, t.name.rfind('.'));
+    const bool fp8_weight = fp8.on && row.module_class == "Linear" && t.name.ends_with(".weight") && t.shape.size() == 2 &&
+                            !fp8.skipped(module);
+    SkeletonTensor scale;
+    if (fp8_weight) {
+      // transformers' FP8Linear: the weight in float8 (e4m3), then its inverse scale per block, float32.
+      t.dtype = DType::F8_E4M3;
+      scale.name = module + ".weight_scale_inv";
+      scale.shape = {(t.shape[0] + fp8.rows - 1) / fp8.rows, (t.shape[1] + fp8.cols - 1) / fp8.cols};
+      scale.dtype = DType::F32;
+    }
     s.add_tensor(std::move(t));
+    if (fp8_weight) s.add_tensor(std::move(scale));
   }
   if (values.tied) s.tie(a->tie_canonical, a->tie_alias);
   add_buffers(s, *a, values);

@@ -93,13 +93,15 @@ SpeedPrediction predict_decode_speed(const Skeleton& s, const DeviceMap& map, co
   std::vector<Read> reads;
   double on_disk = 0, resident_cpu = 0;  // weights held there, whether read per token or not
   bool compute_unknown = false;
-  // Mixtral's num_local_experts, Qwen MoE's num_experts; num_experts_per_tok of them run per token.
+  // Mixtral's num_local_experts, Qwen MoE's num_experts, DeepSeek's n_routed_experts; num_experts_per_tok of them
+  // run per token.
   double expert_share = 1.0;
   {
     const auto count = [&](const char* key) {
       return s.config.contains(key) && s.config[key].is_number_integer() ? s.config[key].get<std::int64_t>() : 0;
     };
-    const std::int64_t experts = std::max(count("num_local_experts"), count("num_experts")), k = count("num_experts_per_tok");
+    const std::int64_t experts = std::max({count("num_local_experts"), count("num_experts"), count("n_routed_experts")});
+    const std::int64_t k = count("num_experts_per_tok");
     if (experts > 0 && k > 0 && k <= experts) expert_share = double(k) / double(experts);
   }
   for (const auto& t : s.tensors) {
