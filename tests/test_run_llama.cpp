@@ -638,6 +638,33 @@ class TestRunLlama : public QObject {
       QVERIFY2(m.find("model.layers.0.mlp.gate_proj.bias") != std::string::npos, m.c_str());
     }
   }
+
+  // A config.json whose sizes disagree with the checkpoint: the message names the tensor, the config
+  // keys behind the dimension with their values, and what the checkpoint holds.
+  void configDisagreeingWithCheckpointIsNamed() {
+    testkit::TempDir dir;
+    auto config = base_config("llama");
+    RandomLlama(Variant{config, false}, 3).write(dir.path());
+    const auto error_with = [&](const char* key, int value) {
+      auto wrong = config;
+      wrong[key] = value;
+      std::ofstream(dir / "config.json") << wrong.dump();
+      try {
+        Model::load(dir.path(), DeviceMap({{"", Device::cpu()}}));
+      } catch (const Error& e) {
+        return std::string(e.what());
+      }
+      return std::string("accepted");
+    };
+    const std::string kv = error_with("num_key_value_heads", 3);
+    QVERIFY2(kv.find("'model.layers.0.self_attn.k_proj.weight' has shape [16, 48]") != std::string::npos, kv.c_str());
+    QVERIFY2(kv.find("dimension 0 is 16 in the checkpoint, where config.json has num_key_value_heads (3) × head_dim (8) = 24") !=
+                 std::string::npos, kv.c_str());
+    const std::string inner = error_with("intermediate_size", 80);
+    QVERIFY2(inner.find("mlp.gate_proj.weight") != std::string::npos && inner.find("intermediate_size (80)") != std::string::npos &&
+                 inner.find("72 in the checkpoint") != std::string::npos,
+             inner.c_str());
+  }
 };
 
 QTEST_MAIN(TestRunLlama)

@@ -182,6 +182,40 @@ ArchitectureValues values_from_config(const Architecture& arch, const nlohmann::
   return v;
 }
 
+std::string explain_dimension(std::string_view expr, const ArchitectureValues& values, bool gpt2_keys) {
+  static const std::map<std::string, std::pair<const char*, const char*>, std::less<>> keys{
+      {"H", {"hidden_size", "n_embd"}},
+      {"I", {"intermediate_size", "n_inner"}},
+      {"V", {"vocab_size", "vocab_size"}},
+      {"NH", {"num_attention_heads", "n_head"}},
+      {"KV", {"num_key_value_heads", "n_head"}},
+      {"D", {"head_dim", "n_embd / n_head"}},
+      {"P", {"max_position_embeddings", "n_positions"}},
+      {"E", {"num_experts", "num_experts"}},
+      {"IE", {"moe_intermediate_size", "moe_intermediate_size"}},
+      {"IS", {"shared_expert_intermediate_size", "shared_expert_intermediate_size"}},
+  };
+  std::string out;
+  for (std::size_t i = 0; i < expr.size();) {
+    if (!std::isalpha(static_cast<unsigned char>(expr[i]))) {
+      out += expr[i] == '*' ? std::string(" × ") : std::string(1, expr[i]);
+      ++i;
+      continue;
+    }
+    std::size_t j = i;
+    while (j < expr.size() && std::isalnum(static_cast<unsigned char>(expr[j]))) ++j;
+    const std::string sym(expr.substr(i, j - i));
+    const auto k = keys.find(sym);
+    out += (k == keys.end() ? sym : std::string(gpt2_keys ? k->second.second : k->second.first)) + " (" +
+           std::to_string(symbol(values, sym.c_str())) + ")";
+    i = j;
+  }
+  const auto shape = eval_shape(expr, values.symbols);
+  if (expr.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ") != std::string_view::npos && shape.size() == 1)
+    out += " = " + std::to_string(shape[0]);
+  return out;
+}
+
 std::vector<ArchitectureModule> architecture_modules(const Architecture& arch, const ArchitectureValues& values) {
   std::vector<ArchitectureModule> out;
   for (const auto& rule : arch.modules)
@@ -214,8 +248,19 @@ std::vector<ArchitectureTensor> architecture_tensors(const Architecture& arch, c
           if (values.tied) t.tied_to = std::string(arch.tie_canonical);
         }
         t.name = p + "." + std::string(leaf);
-        t.shape = eval_shape(item.substr(eq + 1), values.symbols);
+        const std::string_view spec_dims = item.substr(eq + 1);
+        t.shape = eval_shape(spec_dims, values.symbols);
         t.module_class = cls;
+        for (std::size_t start = 0, depth = 0, i = 0; i <= spec_dims.size(); ++i) {
+          if (i == spec_dims.size() || (spec_dims[i] == ',' && depth == 0)) {
+            t.dims.emplace_back(spec_dims.substr(start, i - start));
+            start = i + 1;
+          } else if (spec_dims[i] == '(') {
+            ++depth;
+          } else if (spec_dims[i] == ')') {
+            --depth;
+          }
+        }
         out.push_back(std::move(t));
       }
     });

@@ -40,6 +40,7 @@ struct ArchitectureTensor {
   std::vector<std::int64_t> shape;
   std::string module_class;  // "Linear", "Embedding", "Conv1D", "LlamaRMSNorm", …
   std::string tied_to;       // a tied alias: the canonical tensor it shares (not stored itself)
+  std::vector<std::string> dims;  // each dimension's shape expression ("KV*D")
 };
 
 std::vector<ArchitectureModule> architecture_modules(const Architecture& arch, const ArchitectureValues& values);
@@ -52,6 +53,10 @@ struct ArchitectureBuffer {
   bool persistent;
 };
 std::vector<ArchitectureBuffer> architecture_buffers(const Architecture& arch, const ArchitectureValues& values);
+
+// A dimension's expression in config.json's words: "num_key_value_heads (4) * head_dim (128) = 512",
+// for messages about a checkpoint that disagrees with its config. `gpt2_keys`: GPT-2's key names.
+std::string explain_dimension(std::string_view expr, const ArchitectureValues& values, bool gpt2_keys = false);
 
 // Evaluates a shape expression ("NH*D,H"): integers, symbols, + - * / and parentheses.
 std::vector<std::int64_t> eval_shape(std::string_view spec, const std::map<std::string, std::int64_t, std::less<>>& symbols);

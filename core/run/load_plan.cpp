@@ -35,9 +35,18 @@ const TensorSource& checked_source(const Checkpoint& checkpoint, const WeightFil
   if (!t)
     throw Error(checkpoint.dir().string() + ": the checkpoint has no tensor '" + spec.name + "', which a " +
                 config.model_type + " model as config.json describes needs");
-  if (t->shape != spec.shape)
+  if (t->shape != spec.shape) {
+    std::string why;
+    // Name the config keys behind the first dimension that disagrees, and what the checkpoint holds.
+    for (std::size_t d = 0; d < spec.dims.size() && t->shape.size() == spec.shape.size(); ++d)
+      if (t->shape[d] != spec.shape[d]) {
+        why = ": its dimension " + std::to_string(d) + " is " + std::to_string(t->shape[d]) + " in the checkpoint, where config.json has " +
+              spec.dims[d];
+        break;
+      }
     throw Error(t->file.string() + ": tensor '" + spec.name + "' has shape " + shape_text(t->shape) +
-                " but config.json implies " + shape_text(spec.shape));
+                " but config.json implies " + shape_text(spec.shape) + why);
+  }
   return *t;
 }
 

@@ -17,12 +17,19 @@ void add_gptq_linear(std::vector<TensorSpec>& out, const std::string& name, std:
                      std::int64_t in_features, bool bias, const GptqConfig& q) {
   const std::int64_t pack = 32 / q.bits;
   const std::int64_t groups = q.group_size < 0 ? 1 : (in_features + q.group_size - 1) / q.group_size;
-  out.push_back({name + ".qweight", {in_features / pack, out_features}, {}});
-  out.push_back({name + ".qzeros", {groups, out_features / pack}, {}});
-  out.push_back({name + ".scales", {groups, out_features}, {}});
-  out.push_back({name + ".g_idx", {in_features}, {}, true});
+  auto add = [&](const char* leaf, std::vector<std::int64_t> shape, bool optional) {
+    TensorSpec t;
+    t.name = name + leaf;
+    t.shape = std::move(shape);
+    t.optional = optional;
+    out.push_back(std::move(t));
+  };
+  add(".qweight", {in_features / pack, out_features}, false);
+  add(".qzeros", {groups, out_features / pack}, false);
+  add(".scales", {groups, out_features}, false);
+  add(".g_idx", {in_features}, true);
   // AutoGPTQ saves a bias only where the layer had one; when present, it is used.
-  out.push_back({name + ".bias", {out_features}, {}, !bias});
+  add(".bias", {out_features}, !bias);
 }
 
 ArchitectureValues values_of(const ModelConfig& c) {
@@ -53,7 +60,8 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& config) {
   if (!arch) throw Error("model_type '" + config.model_type + "' has no row in the architecture table");
   const std::string layers = std::string(arch->layers_path) + ".";
   std::vector<TensorSpec> out;
-  auto rows = architecture_tensors(*arch, values_of(config));
+  const ArchitectureValues values = values_of(config);
+  auto rows = architecture_tensors(*arch, values);
   std::set<std::string, std::less<>> names;
   for (const auto& t : rows) names.insert(t.name);
   for (auto& t : rows) {
@@ -66,7 +74,11 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& config) {
       continue;
     }
     if (config.gptq && linear && t.name.ends_with(".bias") && module.starts_with(layers)) continue;  // taken above
-    TensorSpec spec{std::move(t.name), std::move(t.shape), std::move(t.tied_to)};
+    TensorSpec spec;
+    spec.name = std::move(t.name);
+    spec.shape = std::move(t.shape);
+    spec.tied_to = std::move(t.tied_to);
+    for (const auto& d : t.dims) spec.dims.push_back(explain_dimension(d, values, config.family == ModelFamily::Gpt2));
     // Linear weights and embeddings are read by the decode kernels (or looked up by row) as stored.
     spec.read_as_stored = weight && (linear || t.module_class == "Embedding" || t.module_class.ends_with("ScaledWordEmbedding"));
     out.push_back(std::move(spec));

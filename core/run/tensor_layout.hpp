@@ -19,6 +19,9 @@ struct TensorSpec {
   // An [out, in] Linear weight or an embedding: the CPU reads it in its stored dtype (the decode
   // kernels convert in registers; a lookup takes a row), so a float32 CPU keeps it as the file has it.
   bool read_as_stored = false;
+  // Each dimension in config.json's words ("num_key_value_heads (4) × head_dim (128) = 512"), for the
+  // message when the checkpoint disagrees; empty for GPTQ's packed tensors.
+  std::vector<std::string> dims;
 };
 
 // Every parameter the forward pass reads, in execution order (embeddings, blocks, final norm, head).
