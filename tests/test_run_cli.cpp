@@ -95,6 +95,60 @@ class TestRunCli : public QObject {
     QVERIFY(r.err.find("--force") != std::string::npos);
   }
 
+  // Every model_type the runtime runs, from make-model through `run`: greedy ids are the same with the
+  // middle block on "disk" as all on the CPU. A type that only plans says so in `plan` and is refused
+  // by `run` with the reason.
+  void everyRunnableTypeRunsFromTheCli() {
+    const nlohmann::json base{{"hidden_size", 64}, {"intermediate_size", 96}, {"num_hidden_layers", 3}, {"num_attention_heads", 4},
+                              {"num_key_value_heads", 2}, {"vocab_size", 300}, {"max_position_embeddings", 128},
+                              {"bos_token_id", 1}, {"eos_token_id", 2}};
+    const std::vector<std::pair<std::string, nlohmann::json>> types{
+        {"llama", {}},
+        {"mistral", {{"sliding_window", 4}}},
+        {"qwen2", {}},
+        {"qwen3", {{"head_dim", 16}}},
+        {"phi3", {{"sliding_window", 5}}},
+        {"gemma", {{"head_dim", 16}}},
+        {"gemma2", {{"head_dim", 16}, {"query_pre_attn_scalar", 16}, {"sliding_window", 4}, {"attn_logit_softcapping", 50.0},
+                    {"final_logit_softcapping", 30.0}}},
+        {"gemma3_text", {{"head_dim", 16}, {"query_pre_attn_scalar", 16}, {"sliding_window", 4}, {"sliding_window_pattern", 2}}},
+        {"mixtral", {{"num_local_experts", 4}, {"num_experts_per_tok", 2}}},
+        {"qwen2_moe", {{"num_experts", 4}, {"num_experts_per_tok", 2}, {"moe_intermediate_size", 32}, {"shared_expert_intermediate_size", 48}}},
+        {"qwen3_moe", {{"num_experts", 4}, {"num_experts_per_tok", 2}, {"moe_intermediate_size", 32}, {"mlp_only_layers", {0}}}},
+    };
+    for (const auto& [type, extra] : types) {
+      testkit::TempDir dir;
+      nlohmann::json config = base;
+      config["model_type"] = type;
+      if (extra.is_object()) config.update(extra);
+      std::ofstream(dir / "config.json") << config.dump();
+      auto r = testkit::run_cli({"make-model", (dir / "m").string(), "--config", (dir / "config.json").string()});
+      QVERIFY2(r.code == 0, (type + ": " + r.err).c_str());
+      const std::vector<std::string> run{"run", (dir / "m").string(), "--prompt-ids", "1,5,9", "--max-new-tokens", "6", "--output", "ids",
+                                         "--greedy"};
+      r = testkit::run_cli(run);
+      QVERIFY2(r.code == 0, (type + ": " + r.err).c_str());
+      const auto ids = ids_of(r.out);
+      QVERIFY2(ids.size() > 3 && ids.size() <= 9, (type + ": " + r.out).c_str());
+      std::ofstream(dir / "map.json") << R"({"": "cpu", "model.layers.1": "disk"})";
+      auto with_disk = run;
+      with_disk.insert(with_disk.end(), {"--device-map", (dir / "map.json").string()});
+      r = testkit::run_cli(with_disk);
+      QVERIFY2(r.code == 0, (type + ": " + r.err).c_str());
+      QVERIFY2(ids_of(r.out) == ids, (type + ": " + r.out).c_str());
+    }
+    const auto plan = testkit::run_cli({"plan", "catalog:deepseek-v3", "--max-memory", "0=80GiB,cpu=1TiB"});
+    QVERIFY2(plan.code == 0, plan.err.c_str());
+    QVERIFY2(plan.out.find("deepseek_v3 plans but does not run here: the runtime lacks multi-head latent attention") != std::string::npos,
+             plan.out.c_str());
+    testkit::TempDir dir;
+    std::ofstream(dir / "config.json") << R"({"model_type": "deepseek_v3", "hidden_size": 64})";
+    std::ofstream(dir / "model.safetensors", std::ios::binary) << std::string("\x02\0\0\0\0\0\0\0{}", 10);  // no tensors
+    const auto refused = testkit::run_cli({"run", dir.path().string(), "--prompt-ids", "1"});
+    QCOMPARE(refused.code, 1);
+    QVERIFY2(refused.err.find("can be planned but not run") != std::string::npos, refused.err.c_str());
+  }
+
   void makeModelGpt2ThenRunIt() {
     // GPT-2's own layout (Conv1D weights, learned positions, tied head), float16 on disk, float32 to run.
     testkit::TempDir dir;

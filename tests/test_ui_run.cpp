@@ -164,6 +164,11 @@ class TestUiRun : public QObject {
     RunPanel panel(&controller);
     QVERIFY(!panel.findChild<QPushButton*>(QStringLiteral("load"))->isEnabled());
     QVERIFY(panel.findChild<QLabel*>(QStringLiteral("state"))->text().contains(QStringLiteral("download")));
+    // A type the runtime cannot run says why (not "download it").
+    controller.openModelNow("catalog:deepseek-v3");
+    const QString why = panel.findChild<QLabel*>(QStringLiteral("state"))->text();
+    QVERIFY2(why.contains(QStringLiteral("can be planned but not run")) && why.contains(QStringLiteral("latent attention")), qPrintable(why));
+    QVERIFY(!panel.findChild<QPushButton*>(QStringLiteral("load"))->isEnabled());
   }
 #else
   void saysTheRuntimeIsMissing() {

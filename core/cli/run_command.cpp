@@ -132,6 +132,9 @@ int run_command(Invocation& inv) {
   if (output != "text" && output != "ids") throw Error("--output: '" + output + "' is not text or ids");
 
   const Checkpoint checkpoint = Checkpoint::open(args.positionals()[0]);
+  // The runtime reads config.json before anything is planned: a type that only plans, or a bad key, is
+  // named first.
+  (void)ModelConfig::from_json(checkpoint.config(), (checkpoint.dir() / "config.json").string());
   DeviceMap map;
   if (auto file = args.get("device-map")) {
     map = DeviceMap::load(*file);
