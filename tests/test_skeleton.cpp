@@ -258,6 +258,15 @@ void SkeletonTest::bad_skeleton_json_names_the_key() {
   } catch (const Error& e) {
     QVERIFY2(QString(e.what()).contains("'num_hidden_layers'") && QString(e.what()).contains("1000000000"), e.what());
   }
+  // Also one level down, in a multimodal config's text_config.
+  try {
+    skeleton_from_config(nlohmann::json{{"model_type", "gemma3"},
+                                        {"text_config", {{"hidden_size", 64}, {"num_hidden_layers", 1000000000}}},
+                                        {"vision_config", {{"hidden_size", 32}}}});
+    QFAIL("planned a billion layers");
+  } catch (const Error& e) {
+    QVERIFY2(QString(e.what()).contains("text_config: key 'num_hidden_layers'"), e.what());
+  }
   const auto expect_error = [](const nlohmann::json& j, const char* needle) {
     try {
       Skeleton::from_json(j, "broken.json");

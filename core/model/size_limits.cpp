@@ -1,5 +1,6 @@
 #include "model/size_limits.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -27,6 +28,10 @@ constexpr Limit kLimits[] = {
     {"vocab_size", std::int64_t{1} << 26},           {"num_local_experts", std::int64_t{1} << 16},
     {"num_experts", std::int64_t{1} << 16},          {"num_experts_per_tok", std::int64_t{1} << 16},
     {"max_position_embeddings", std::int64_t{1} << 32}, {"n_positions", std::int64_t{1} << 32},
+    {"n_routed_experts", std::int64_t{1} << 16},     {"q_lora_rank", std::int64_t{1} << 20},
+    {"kv_lora_rank", std::int64_t{1} << 20},         {"qk_nope_head_dim", std::int64_t{1} << 16},
+    {"qk_rope_head_dim", std::int64_t{1} << 16},     {"v_head_dim", std::int64_t{1} << 16},
+    {"image_size", std::int64_t{1} << 20},           {"patch_size", std::int64_t{1} << 16},
 };
 
 std::int64_t value_of(const nlohmann::json& c, const char* key) {
@@ -38,6 +43,10 @@ std::int64_t value_of(const nlohmann::json& c, const char* key) {
 
 void check_config_sizes(const nlohmann::json& config, std::string_view source) {
   if (!config.is_object()) return;
+  // A multimodal config holds its models' keys one level down.
+  for (const char* nested : {"text_config", "vision_config"})
+    if (config.contains(nested) && config.at(nested).is_object())
+      check_config_sizes(config.at(nested), std::string(source) + ": " + nested);
   for (const auto& [key, most] : kLimits) {
     const std::int64_t v = value_of(config, key);
     if (v > most)
@@ -47,7 +56,8 @@ void check_config_sizes(const nlohmann::json& config, std::string_view source) {
   // Together: layers × (attention + MLP or experts) + embeddings, in doubles (no overflow).
   const auto get = [&](const char* a, const char* b) { return double(value_of(config, a) ? value_of(config, a) : value_of(config, b)); };
   const double h = get("hidden_size", "n_embd"), layers = get("num_hidden_layers", "n_layer");
-  const double inner = get("intermediate_size", "n_inner"), experts = get("num_local_experts", "num_experts");
+  const double inner = get("intermediate_size", "n_inner");
+  const double experts = std::max(get("num_local_experts", "num_experts"), get("n_routed_experts", "n_routed_experts"));
   const double expert_inner = value_of(config, "moe_intermediate_size") ? double(value_of(config, "moe_intermediate_size")) : inner;
   const double per_layer = 4 * h * h + 3 * h * (experts > 0 ? experts * expert_inner : inner);
   const double params = layers * per_layer + 2 * get("vocab_size", "vocab_size") * h;
