@@ -146,6 +146,14 @@ void decode_case(const BenchModel& b, const Skeleton& skeleton, const Machine& m
                               " (RAM read by every core, best of right before and after); " + std::to_string(tokens) +
                               " new tokens after a warm-up pass"},
                     b.json);
+  // The same bytes read plainly where they lie: the bound on the very memory the weights occupy (its
+  // pages, huge or not), which a fresh 256 MiB buffer may not share.
+  const double read_s = model.weight_read_seconds(3);
+  if (read_s > 0)
+    print_measurement(out, {name + ".same_memory", value, "tok/s", 1.0 / read_s, value * read_s,
+                            "ratio: value / bound; bound: one plain read of the weights a step reads, where they are held "
+                            "(all cores, best of 3, after the timed pass)"},
+                      b.json);
   const SpeedPrediction p = predict_decode_speed(skeleton, map, machine, {model.load_report().requested_dtype});
   const double predicted = prefetch ? p.tokens_per_second : p.tokens_per_second_without_prefetch;
   print_measurement(out, {name + ".predicted", predicted, "tok/s", value, value > 0 ? predicted / value : 0,

@@ -3,6 +3,9 @@
 #include <chrono>
 
 #include "format/checkpoint.hpp"
+#include "kernels/memory_read.hpp"
+#include "kernels/thread_pool.hpp"
+#include "run/weights.hpp"
 #include "plan/device_map.hpp"
 #include "plan/machine.hpp"
 #include "run/cpu_rate.hpp"
@@ -145,6 +148,34 @@ void Model::reserve_cache(std::int64_t tokens) {
   impl_->cache->reserve(tokens);
 }
 TransferStats Model::transfer_stats() const { return impl_->prefetcher->stats(); }
+
+double Model::weight_read_seconds(int passes) const {
+  // Pieces of at most 1 MiB, so both threads share every tensor's read.
+  struct Piece {
+    const std::uint64_t* words;
+    std::size_t n;
+  };
+  std::vector<Piece> pieces;
+  const bool tied = impl_->config.tie_word_embeddings;
+  impl_->weights->for_each([&](const std::string& name, const StoredTensor& t) {
+    if (!t.tensor.is_cpu()) return;
+    const bool input_embedding = name.ends_with("embed_tokens.weight") || name.ends_with("wte.weight") || name.ends_with("wpe.weight");
+    if (input_embedding && !(tied && !name.ends_with("wpe.weight"))) return;
+    const auto* bytes = static_cast<const std::byte*>(t.tensor.data_ptr());
+    const std::size_t words = t.tensor.nbytes() / 8;
+    for (std::size_t at = 0; at < words; at += std::size_t{1} << 17)
+      pieces.push_back({reinterpret_cast<const std::uint64_t*>(bytes) + at, std::min<std::size_t>(std::size_t{1} << 17, words - at)});
+  });
+  double best = 0;
+  std::vector<std::uint64_t> sums(pieces.size());
+  for (int p = 0; p < std::max(1, passes); ++p) {
+    const auto start = std::chrono::steady_clock::now();
+    kernels::ThreadPool::shared().run(pieces.size(), [&](std::size_t i) { sums[i] = kernels::sum_words(pieces[i].words, pieces[i].n); });
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (p == 0 || s < best) best = s;
+  }
+  return best;
+}
 void Model::set_cancel_flag(const std::atomic<bool>* flag) { impl_->transformer->set_cancel_flag(flag); }
 void Model::reset() { impl_->cache->clear(); }
 

@@ -83,6 +83,11 @@ class Model {
   // Bytes of KV cache allocated now, by device.
   std::map<std::string, std::uint64_t> kv_cache_held_bytes() const;
   TransferStats transfer_stats() const;
+  // Seconds to read once, on the decode kernels' threads, every weight a decode step reads from this
+  // machine's RAM (CPU and "disk" tensors where they are held; an untied input embedding left out, a
+  // step reads one row of it); the best of `passes`. The bound of a decode step on the very pages the
+  // weights occupy (huge pages or not, whichever memory the system gave them): benchmarks divide by it.
+  double weight_read_seconds(int passes = 3) const;
 
   // While `flag` (which must outlive its use; nullptr: none) reads true, a forward pass stops at the
   // next block and throws Cancelled, clearing the cache. Set it from any thread, e.g. a GUI's Stop.
