@@ -59,6 +59,19 @@ class CliPlan : public QObject {
     QVERIFY(out.contains("bound by PCIe"));  // 86 GiB of the 70B cross the link every token
     QVERIFY(out.contains("PCIe 25 GB/s"));
   }
+  // The catalog planned at 4 bits: more layers on the GPU than at 16 bits, the walk on 90% budgets, the
+  // table by real bytes.
+  void catalog_plans_at_four_bits() {
+    const std::vector<std::string> base{"plan", "catalog:llama-3.1-8b", "--max-memory", "0=6GiB,cpu=30GiB"};
+    auto four = base;
+    four.insert(four.end(), {"--load-in-4bit", "--bnb-4bit-quant-type", "nf4"});
+    const auto plain = testkit::run_cli(base), quantized = testkit::run_cli(four);
+    QVERIFY2(plain.code == 0 && quantized.code == 0, quantized.err.c_str());
+    const auto out = QString::fromStdString(quantized.out);
+    QVERIFY2(out.contains("quantized bitsandbytes 4-bit nf4: planned as transformers sizes it") && out.contains("5.40 GiB"), quantized.out.c_str());
+    QVERIFY2(QString::fromStdString(plain.out).contains("model.layers.9-31"), plain.out.c_str());
+    QVERIFY2(!out.contains("model.layers.9-31") && out.contains("fits"), quantized.out.c_str());
+  }
   void errors_are_one_clear_line_data() {
     QTest::addColumn<QStringList>("args");
     QTest::addColumn<QString>("needle");
@@ -69,6 +82,9 @@ class CliPlan : public QObject {
     QTest::newRow("unknown model") << QStringList{"plan", "catalog:nope"} << "nope";
     QTest::newRow("missing folder") << QStringList{"plan", "/nonexistent/model"} << "/nonexistent/model";
     QTest::newRow("unknown option") << QStringList{"plan", "catalog:gpt2", "--bogus"} << "--bogus";
+    QTest::newRow("both bnb") << QStringList{"plan", "catalog:gpt2", "--load-in-8bit", "--load-in-4bit"} << "--load-in-8bit";
+    QTest::newRow("quant type alone") << QStringList{"plan", "catalog:gpt2", "--bnb-4bit-quant-type", "nf4"} << "--load-in-4bit";
+    QTest::newRow("bad quant type") << QStringList{"plan", "catalog:gpt2", "--load-in-4bit", "--bnb-4bit-quant-type", "int3"} << "int3";
     QTest::newRow("bad pin") << QStringList{"plan", "catalog:gpt2", "--pin", "transformer.h.99=0", "--max-memory", "0=1GB,cpu=1GB"} << "transformer.h.99";
   }
   void errors_are_one_clear_line() {

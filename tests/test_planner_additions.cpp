@@ -5,6 +5,7 @@
 #include "error.hpp"
 #include "model/model_source.hpp"
 #include "model/module_sizes.hpp"
+#include "model/quantization.hpp"
 #include "plan/planner.hpp"
 
 using namespace devicemap;
@@ -100,6 +101,81 @@ class PlannerAdditions : public QObject {
     const Plan p = plan_device_map(s, MaxMemory::parse("0=100MB,cpu=64GiB"), o);
     QVERIFY(!p.fits());
     QVERIFY(usage(p, Device::gpu(0)).shortfall() > 0);
+  }
+
+  // bitsandbytes on load, for Llama-2-7B (hidden 4096, intermediate 11008, 32 layers, vocab 32000,
+  // untied, float16), worked by hand from transformers' _get_device_map: every floating tensor at the
+  // target size (int8: 1 byte, int4: half), at most its own, except lm_head (get_keys_to_not_convert's
+  // output head, a special dtype: float16); the rotary buffer (64 float32) at the target size too.
+  void bitsandbytes_plans_size_as_transformers_does() {
+    const Skeleton s = skeleton_from_config(nlohmann::json{
+        {"model_type", "llama"}, {"hidden_size", 4096}, {"intermediate_size", 11008}, {"num_hidden_layers", 32},
+        {"num_attention_heads", 32}, {"num_key_value_heads", 32}, {"vocab_size", 32000}, {"torch_dtype", "float16"}});
+    const std::int64_t embed = 32000LL * 4096, per_layer = 4LL * 4096 * 4096 + 3LL * 4096 * 11008 + 2 * 4096;
+    Quantization q8;
+    q8.method = Quantization::Method::Bnb8;
+    QCOMPARE(modules_not_converted(s, q8), std::vector<std::string>{"lm_head"});
+    QCOMPARE(transformers_quantized_sizes(s, q8, DType::F16).total(), embed + 32 * per_layer + 4096 + 64 + 2 * embed);
+    Quantization q4;
+    q4.method = Quantization::Method::Bnb4;
+    q4.quant_type = "nf4";
+    QCOMPARE(transformers_quantized_sizes(s, q4, DType::F16).total(), embed / 2 + 32 * (per_layer / 2) + 2048 + 32 + 2 * embed);
+    // Real bytes, 8-bit: int8 weights plus a float32 scale per output row; norms, embeddings, the head
+    // and the buffer in float16.
+    const std::int64_t linears = 4LL * 4096 * 4096 + 3LL * 4096 * 11008, rows = 4 * 4096 + 2 * 11008 + 4096;
+    QCOMPARE(real_quantized_sizes(s, q8, DType::F16).total(),
+             2 * embed + 32 * (linears + 4 * rows + 2 * 2 * 4096) + 2 * 4096 + 2 * 64 + 2 * embed);
+    // 4-bit NF4: two codes per byte, a float32 absmax per 64 weights and a 16-entry code table per Linear.
+    const std::int64_t per_linear_tables = 4 * 16;
+    QCOMPARE(real_quantized_sizes(s, q4, DType::F16).total(),
+             2 * embed + 32 * (linears / 2 + 4 * (linears / 64) + 7 * per_linear_tables + 2 * 2 * 4096) + 2 * 4096 + 2 * 64 + 2 * embed);
+
+    // The walk plans on 90% of each budget (adjust_max_memory) and the fit is by the real bytes.
+    PlanOptions o;
+    o.dtype = DType::F16;
+    o.quantization = q4;
+    const Plan p = plan_device_map(s, MaxMemory::parse("0=2GiB,cpu=30GiB"), o);
+    QCOMPARE(p.planned_max_memory.get(Device::gpu(0)), std::optional<std::uint64_t>(std::uint64_t(0.9 * double(2ULL << 30))));
+    QCOMPARE(p.total_bytes, transformers_quantized_sizes(s, q4, DType::F16).total());
+    std::int64_t real = 0, counted = 0;
+    for (const auto& u : p.devices) {
+      real += u.real_weights.value_or(-1);
+      counted += u.weights;
+      QVERIFY(u.weights <= (u.planned ? *u.planned : INT64_MAX));
+    }
+    QCOMPARE(real, p.real_total_bytes);  // every module placed once, by real bytes too
+    QCOMPARE(counted, p.total_bytes);
+    QVERIFY(usage(p, Device::gpu(0)).real_weights > usage(p, Device::gpu(0)).weights);
+    // A skip list replaces transformers' own choice: the MLPs stay float16 (counted at 2 bytes).
+    Quantization skip = q8;
+    skip.skip_modules = {"mlp", "lm_head"};
+    QCOMPARE(transformers_quantized_sizes(s, skip, DType::F16).total() - transformers_quantized_sizes(s, q8, DType::F16).total(),
+             32 * 3LL * 4096 * 11008);
+    // A tied model also keeps its embedding (the tied parameters' modules) unconverted.
+    const Skeleton tied = skeleton_from_config(nlohmann::json{{"model_type", "llama"}, {"hidden_size", 64}, {"intermediate_size", 128},
+                                                              {"num_hidden_layers", 2}, {"num_attention_heads", 4}, {"vocab_size", 100},
+                                                              {"tie_word_embeddings", true}});
+    const auto kept = modules_not_converted(tied, q8);
+    QVERIFY(std::find(kept.begin(), kept.end(), "model.embed_tokens") != kept.end());
+    QVERIFY(std::find(kept.begin(), kept.end(), "lm_head") != kept.end());
+  }
+
+  // A bitsandbytes checkpoint's quantization_config, and its errors.
+  void bitsandbytes_config_is_read_and_checked() {
+    const auto q = Quantization::from_config(nlohmann::json{{"quantization_config", {{"quant_method", "bitsandbytes"}, {"load_in_4bit", true},
+                                                                                       {"bnb_4bit_quant_type", "nf4"},
+                                                                                       {"bnb_4bit_use_double_quant", true}}}},
+                                             "config.json");
+    QVERIFY(q && q->method == Quantization::Method::Bnb4 && q->quant_type == "nf4" && q->double_quant);
+    QVERIFY(!Quantization::from_config(nlohmann::json{{"quantization_config", {{"quant_method", "gptq"}}}}, "config.json"));
+    try {
+      Quantization::from_config(nlohmann::json{{"quantization_config", {{"quant_method", "bitsandbytes"}, {"load_in_4bit", true},
+                                                                          {"bnb_4bit_quant_type", "nf3"}}}},
+                                "m/config.json");
+      QFAIL("accepted nf3");
+    } catch (const Error& e) {
+      QVERIFY2(QString(e.what()).contains("m/config.json") && QString(e.what()).contains("bnb_4bit_quant_type"), e.what());
+    }
   }
 };
 

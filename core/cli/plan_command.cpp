@@ -90,8 +90,12 @@ void print_table(std::ostream& os, const ModelSource& model, const PlanningReque
   os << "machine   " << req.machine.name << (req.machine.simulated ? " (simulated)" : "");
   os << bandwidth_text(req.machine);
   os << "\n";
-  os << "strategy  " << strategy_name(o.strategy) << ", dtype " << (o.dtype ? std::string(torch_name(*o.dtype)) : "as stored")
+  const std::string dtype = o.dtype ? std::string(torch_name(*o.dtype)) : o.quantization ? "float16 (bitsandbytes' default)" : "as stored";
+  os << "strategy  " << strategy_name(o.strategy) << ", dtype " << dtype
      << " (" << flavor_name(o.flavor) << " accounting)";
+  if (o.quantization)
+    os << "\nquantized " << o.quantization->name() << ": planned as transformers sizes it (" << format_size(static_cast<std::uint64_t>(plan.total_bytes))
+       << ", budgets at 90%), really " << format_size(static_cast<std::uint64_t>(plan.real_total_bytes)) << "; 'used' is real";
   if (plan.kv_per_layer) os << ", KV cache " << format_size(static_cast<std::uint64_t>(plan.kv_per_layer)) << " per layer";
   os << "\n\n";
   os << std::left << std::setw(7) << "device" << std::right << std::setw(12) << "budget" << std::setw(12) << "planned"
@@ -100,7 +104,8 @@ void print_table(std::ostream& os, const ModelSource& model, const PlanningReque
     if (u.modules.empty() && u.device.is_disk()) continue;
     os << std::left << std::setw(7) << u.device.name() << std::right << std::setw(12) << cell(u.budget) << std::setw(12)
        << cell(u.planned) << std::setw(12) << format_size(static_cast<std::uint64_t>(u.offload_reserve)) << std::setw(12)
-       << format_size(static_cast<std::uint64_t>(u.kv_cache)) << std::setw(12) << format_size(static_cast<std::uint64_t>(u.weights))
+       << format_size(static_cast<std::uint64_t>(u.kv_cache)) << std::setw(12)
+       << format_size(static_cast<std::uint64_t>(u.real_weights.value_or(u.weights)))
        << "  ";
     const auto ranges = compress_name_ranges(u.modules);
     for (std::size_t i = 0; i < ranges.size(); ++i) os << (i ? ", " : "") << ranges[i];

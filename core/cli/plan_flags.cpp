@@ -4,13 +4,17 @@
 
 #include "error.hpp"
 #include "format/resources.hpp"
+#include "model/quantization.hpp"
 
 namespace devicemap::cli {
 
 std::set<std::string> planning_options() {
-  return {"max-memory", "strategy", "dtype", "flavor", "no-split", "pin", "context", "batch", "profile", "offload-folder"};
+  return {"max-memory", "strategy", "dtype", "flavor", "no-split", "pin", "context", "batch", "profile", "offload-folder",
+          "bnb-4bit-quant-type", "llm-int8-skip-modules"};
 }
-std::set<std::string> planning_flags() { return {"offload-buffers", "fallback-allocation"}; }
+std::set<std::string> planning_flags() {
+  return {"offload-buffers", "fallback-allocation", "load-in-8bit", "load-in-4bit", "bnb-4bit-use-double-quant"};
+}
 
 const char* const kPlanningHelp =
     "  --max-memory 0=20GiB,1=20GiB,cpu=64GiB   budgets (plain digits are bytes); default: free GPU memory\n"
@@ -23,7 +27,10 @@ const char* const kPlanningHelp =
     "  --pin NAME=DEVICE                        keep a module on a device (repeatable); the rest is\n"
     "                                           planned around it; tied partners follow\n"
     "  --context N --batch B                    reserve KV cache for N tokens x B sequences per layer\n"
-    "  --profile FILE|NAME                      plan for a described machine (resources/profiles/NAME.json)\n";
+    "  --profile FILE|NAME                      plan for a described machine (resources/profiles/NAME.json)\n"
+    "  --load-in-8bit | --load-in-4bit          bitsandbytes on load: sized as transformers sizes it (the\n"
+    "                                           map it makes), the fit by the real quantized bytes\n"
+    "  --bnb-4bit-quant-type nf4|fp4 --bnb-4bit-use-double-quant --llm-int8-skip-modules A,B\n";
 
 PlanningRequest read_planning_flags(const Args& args, const Skeleton& model) {
   PlanningRequest r;
@@ -75,7 +82,27 @@ PlanningRequest read_planning_flags(const Args& args, const Skeleton& model) {
   o.kv.context = args.get_u64("context", 0);
   o.kv.batch = args.get_u64("batch", 1);
   if (args.get("batch") && !args.get("context")) throw Error("--batch needs --context (the KV reserve is context × batch)");
-  (void)model;
+  // bitsandbytes: the flags, else a bitsandbytes checkpoint's quantization_config.
+  const bool eight = args.flag("load-in-8bit"), four = args.flag("load-in-4bit");
+  if (eight && four) throw Error("--load-in-8bit and --load-in-4bit exclude each other");
+  if (eight || four) {
+    Quantization q;
+    q.method = eight ? Quantization::Method::Bnb8 : Quantization::Method::Bnb4;
+    q.quant_type = args.get("bnb-4bit-quant-type").value_or("fp4");  // BitsAndBytesConfig's default
+    if (q.quant_type != "nf4" && q.quant_type != "fp4")
+      throw Error("--bnb-4bit-quant-type: '" + q.quant_type + "' is not nf4 or fp4");
+    q.double_quant = args.flag("bnb-4bit-use-double-quant");
+    if (auto skip = args.get("llm-int8-skip-modules")) {
+      std::stringstream ss(*skip);
+      for (std::string m; std::getline(ss, m, ',');)
+        if (!m.empty()) q.skip_modules.push_back(m);
+    }
+    o.quantization = q;
+  } else if (args.get("bnb-4bit-quant-type") || args.flag("bnb-4bit-use-double-quant") || args.get("llm-int8-skip-modules")) {
+    throw Error("--bnb-4bit-quant-type, --bnb-4bit-use-double-quant and --llm-int8-skip-modules need --load-in-8bit or --load-in-4bit");
+  } else {
+    o.quantization = Quantization::from_config(model.config, "config.json");
+  }
   return r;
 }
 

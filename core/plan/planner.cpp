@@ -113,13 +113,20 @@ bool Plan::fits() const {
 
 Plan plan_device_map(const Skeleton& s, const MaxMemory& max_memory, const PlanOptions& opt) {
   Plan plan;
-  const ModuleSizes sizes = compute_module_sizes(s, opt.dtype, opt.flavor);
+  const ModuleSizes sizes = opt.quantization ? transformers_quantized_sizes(s, *opt.quantization, opt.dtype)
+                                             : compute_module_sizes(s, opt.dtype, opt.flavor);
   const auto& no_split = opt.no_split_classes ? *opt.no_split_classes : s.no_split_module_classes;
   plan.total_bytes = sizes.total();
 
   MaxMemory planned = max_memory;
   if (opt.strategy != Strategy::Sequential)
     planned = balanced_memory(s, max_memory, sizes, no_split, opt.strategy == Strategy::BalancedLow0);
+  if (opt.quantization) {  // the quantizer's adjust_max_memory, after balancing
+    MaxMemory adjusted;
+    for (const auto& [d, bytes] : planned.entries())
+      adjusted.set(d, d.is_disk() ? bytes : static_cast<std::uint64_t>(double(bytes) * kBnbMaxMemoryFactor));
+    planned = adjusted;
+  }
   plan.planned_max_memory = planned;
 
   detail::WalkInput in;
@@ -149,6 +156,11 @@ Plan plan_device_map(const Skeleton& s, const MaxMemory& max_memory, const PlanO
     offloaded_to_disk = offloaded_to_disk || d.is_disk();
   }
   const bool has_gpu = !planned.gpus().empty();
+  std::optional<ModuleSizes> real;
+  if (opt.quantization) {
+    real = real_quantized_sizes(s, *opt.quantization, opt.dtype);
+    plan.real_total_bytes = real->total();
+  }
   for (std::size_t i = 0; i < in.devices.size(); ++i) {
     DeviceUsage u;
     u.device = in.devices[i].first;
@@ -162,6 +174,14 @@ Plan plan_device_map(const Skeleton& s, const MaxMemory& max_memory, const PlanO
     if (needs_reserve) u.offload_reserve = result.reserve[i];
     for (const auto& [name, d] : result.assignments)
       if (d == u.device) u.modules.push_back(name);
+    if (real) {
+      std::int64_t bytes = 0;
+      for (const auto& name : u.modules) {
+        if (const int m = s.find_module(name); m >= 0) bytes += real->module[static_cast<std::size_t>(m)];
+        else if (const int t = s.find_tensor(name); t >= 0) bytes += real->tensor[static_cast<std::size_t>(t)];
+      }
+      u.real_weights = bytes;
+    }
     plan.devices.push_back(std::move(u));
   }
 

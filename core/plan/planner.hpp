@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "model/module_sizes.hpp"
+#include "model/quantization.hpp"
 #include "plan/budget.hpp"
 #include "plan/device_map.hpp"
 
@@ -45,17 +46,22 @@ struct PlanOptions {
   bool fallback_allocation = false;
   std::vector<Pin> pins;
   KvReserve kv;
+  // bitsandbytes on load (or a bitsandbytes checkpoint): the walk sizes the model as transformers does
+  // for Accelerate, on 90% of each budget, so the map is transformers' own; the fit uses the real bytes.
+  // `dtype` is then torch_dtype (float16 when none is given, as bitsandbytes defaults).
+  std::optional<Quantization> quantization;
 };
 
 struct DeviceUsage {
   Device device;
   std::optional<std::int64_t> budget;   // max_memory as given; none = unlimited (disk)
   std::optional<std::int64_t> planned;  // after balancing
-  std::int64_t weights = 0;             // bytes of the modules placed here
+  std::int64_t weights = 0;             // bytes of the modules placed here (as the walk counted them)
+  std::optional<std::int64_t> real_weights;  // quantized plans: the bytes those modules really take
   std::int64_t offload_reserve = 0;     // room kept on a main device for the largest offloaded layer
   std::int64_t kv_cache = 0;            // KV reserve charged here
   std::vector<std::string> modules;     // keys of the (uncleaned) map placed here, in order
-  std::int64_t needed() const { return weights + offload_reserve + kv_cache; }
+  std::int64_t needed() const { return real_weights.value_or(weights) + offload_reserve + kv_cache; }
   // Bytes over budget (0 when it fits). Measured against the budget as given, not the balanced one.
   std::int64_t shortfall() const { return budget && needed() > *budget ? needed() - *budget : 0; }
 };
@@ -65,7 +71,8 @@ struct Plan {
   DeviceMap raw_map;                 // one key per placed module or tensor, in placement order
   MaxMemory planned_max_memory;      // the budgets the walk used (after balancing)
   std::vector<DeviceUsage> devices;  // every device of max_memory, plus disk
-  std::int64_t total_bytes = 0;
+  std::int64_t total_bytes = 0;       // as the walk counted (quantized: transformers' accounting)
+  std::int64_t real_total_bytes = 0;  // quantized plans: the real bytes
   std::int64_t kv_per_layer = 0;
   std::vector<std::string> warnings;  // as Accelerate warns
   std::vector<std::string> info;      // as Accelerate logs at INFO level
