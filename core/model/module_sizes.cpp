@@ -14,7 +14,7 @@ std::int64_t tensor_bytes(DType stored, std::uint64_t numel, std::optional<DType
   return static_cast<std::int64_t>(dtype_bytes(counted, numel));
 }
 
-ModuleSizes compute_module_sizes(const Skeleton& s, std::optional<DType> dtype, Flavor flavor) {
+ModuleSizes sizes_from_tensor_bytes(const Skeleton& s, const std::function<std::int64_t(const SkeletonTensor&)>& bytes_of) {
   ModuleSizes sizes;
   sizes.tensor.assign(s.tensors.size(), 0);
   sizes.module.assign(s.modules.size(), 0);
@@ -22,7 +22,7 @@ ModuleSizes compute_module_sizes(const Skeleton& s, std::optional<DType> dtype, 
   for (std::size_t i = 0; i < s.tensors.size(); ++i) {
     const auto& t = s.tensors[i];
     if (t.tied_to >= 0) continue;
-    const std::int64_t bytes = tensor_bytes(t.dtype, t.numel(), dtype, flavor);
+    const std::int64_t bytes = bytes_of(t);
     sizes.tensor[i] = bytes;
     for (int m = t.module; m >= 0; m = s.modules[static_cast<std::size_t>(m)].parent) {
       sizes.module[static_cast<std::size_t>(m)] += bytes;
@@ -30,6 +30,10 @@ ModuleSizes compute_module_sizes(const Skeleton& s, std::optional<DType> dtype, 
     }
   }
   return sizes;
+}
+
+ModuleSizes compute_module_sizes(const Skeleton& s, std::optional<DType> dtype, Flavor flavor) {
+  return sizes_from_tensor_bytes(s, [&](const SkeletonTensor& t) { return tensor_bytes(t.dtype, t.numel(), dtype, flavor); });
 }
 
 }  // namespace devicemap

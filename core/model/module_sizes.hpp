@@ -4,6 +4,7 @@
 // ("transformers" flavour: the model is cast first); integer and bool tensors keep their size; a tied
 // alias counts nothing (its canonical tensor holds the bytes).
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -24,6 +25,10 @@ struct ModuleSizes {
 
 ModuleSizes compute_module_sizes(const Skeleton& s, std::optional<DType> dtype = std::nullopt,
                                  Flavor flavor = Flavor::Accelerate);
+
+struct SkeletonTensor;
+// Module sizes from a size per tensor (tied aliases count nothing), summed up the module tree.
+ModuleSizes sizes_from_tensor_bytes(const Skeleton& s, const std::function<std::int64_t(const SkeletonTensor&)>& bytes_of);
 
 // The size one tensor of `stored` dtype takes under the target dtype and flavour.
 std::int64_t tensor_bytes(DType stored, std::uint64_t numel, std::optional<DType> target, Flavor flavor);

@@ -1,7 +1,6 @@
 #include "model/quantization.hpp"
 
 #include <algorithm>
-#include <functional>
 
 #include <nlohmann/json.hpp>
 
@@ -10,25 +9,6 @@
 
 namespace devicemap {
 namespace {
-
-// Module sizes from a size per tensor (tied aliases count nothing), summed up the tree.
-ModuleSizes sizes_from(const Skeleton& s, const std::function<std::int64_t(const SkeletonTensor&)>& bytes_of) {
-  ModuleSizes sizes;
-  sizes.tensor.assign(s.tensors.size(), 0);
-  sizes.module.assign(s.modules.size(), 0);
-  sizes.module_buffers.assign(s.modules.size(), 0);
-  for (std::size_t i = 0; i < s.tensors.size(); ++i) {
-    const auto& t = s.tensors[i];
-    if (t.tied_to >= 0) continue;
-    const std::int64_t bytes = bytes_of(t);
-    sizes.tensor[i] = bytes;
-    for (int m = t.module; m >= 0; m = s.modules[static_cast<std::size_t>(m)].parent) {
-      sizes.module[static_cast<std::size_t>(m)] += bytes;
-      if (t.buffer) sizes.module_buffers[static_cast<std::size_t>(m)] += bytes;
-    }
-  }
-  return sizes;
-}
 
 // The last parameter in registration order (module tree, depth first), as named_parameters() ends.
 int last_parameter(const Skeleton& s, int module = 0) {
@@ -118,7 +98,7 @@ bool quantized_module(const Skeleton& s, int module, const std::vector<std::stri
 ModuleSizes transformers_quantized_sizes(const Skeleton& s, const Quantization& q, std::optional<DType> torch_dtype) {
   const DType dtype = torch_dtype.value_or(DType::F16);  // bitsandbytes' default when none is given
   const auto not_converted = modules_not_converted(s, q);
-  return sizes_from(s, [&](const SkeletonTensor& t) -> std::int64_t {
+  return sizes_from_tensor_bytes(s, [&](const SkeletonTensor& t) -> std::int64_t {
     if (left_in_torch_dtype(t.name, not_converted)) return floating_bytes(t, dtype);
     if (!is_floating(t.dtype)) return static_cast<std::int64_t>(dtype_bytes(t.dtype, t.numel()));
     // The target dtype (int8, or Accelerate's INT4 of half a byte), at most the tensor's own size.
@@ -130,7 +110,7 @@ ModuleSizes transformers_quantized_sizes(const Skeleton& s, const Quantization& 
 ModuleSizes real_quantized_sizes(const Skeleton& s, const Quantization& q, std::optional<DType> torch_dtype) {
   const DType dtype = torch_dtype.value_or(DType::F16);
   const auto not_converted = modules_not_converted(s, q);
-  return sizes_from(s, [&](const SkeletonTensor& t) -> std::int64_t {
+  return sizes_from_tensor_bytes(s, [&](const SkeletonTensor& t) -> std::int64_t {
     const bool weight = !t.buffer && t.name.ends_with(".weight") && t.shape.size() == 2;
     if (!weight || !quantized_module(s, t.module, not_converted)) return floating_bytes(t, dtype);
     const std::int64_t n = static_cast<std::int64_t>(t.numel());
