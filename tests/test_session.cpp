@@ -249,6 +249,37 @@ class TestSession : public QObject {
     QCOMPARE(t.plan_file().to_json().dump(), s.plan_file().to_json().dump());
   }
 
+  // A bitsandbytes plan: saved as a BitsAndBytesConfig and read back; the session's sizes (the bars)
+  // are the real quantized bytes while the walk counted transformers' way.
+  void quantizedPlanRoundTripsAndDrawsRealBytes() {
+    Session s = demo_session();
+    PlanOptions o = s.options();
+    Quantization q;
+    q.method = Quantization::Method::Bnb4;
+    q.quant_type = "nf4";
+    q.double_quant = true;
+    o.quantization = q;
+    s.set_options(o);
+    QVERIFY(s.plan_error().empty());
+    const auto& sk = s.model().skeleton;
+    std::int64_t drawn = 0;
+    for (const auto& u : s.units()) drawn += u.bytes;
+    QCOMPARE(drawn, real_quantized_sizes(sk, q, std::nullopt).total());
+    QCOMPARE(s.plan().total_bytes, transformers_quantized_sizes(sk, q, std::nullopt).total());
+    const auto j = s.plan_file().to_json();
+    QCOMPARE(j["quantization"]["bnb_4bit_quant_type"].get<std::string>(), std::string("nf4"));
+    const PlanFile f = PlanFile::from_json(nlohmann::json::parse(j.dump()), "demo.plan.json");
+    QVERIFY(f.options.quantization && f.options.quantization->double_quant && f.options.quantization->method == Quantization::Method::Bnb4);
+    auto bad = nlohmann::json::parse(j.dump());
+    bad["quantization"] = {{"quant_method", "awq"}};
+    try {
+      PlanFile::from_json(bad, "demo.plan.json");
+      QFAIL("accepted an unknown quantization");
+    } catch (const Error& e) {
+      QVERIFY2(QString(e.what()).contains("quantization"), e.what());
+    }
+  }
+
   void planFileErrorsNameTheKey() {
     testkit::TempDir dir;
     auto expect = [&](const std::string& text, const std::string& needle) {

@@ -43,7 +43,12 @@ PlanControls::PlanControls(SessionController* controller, QWidget* parent) : QWi
   dtype_ = new QComboBox(this);
   dtype_->addItem(tr("as stored"), QString());
   for (const char* t : {"float32", "float16", "bfloat16"}) dtype_->addItem(QString::fromLatin1(t), QString::fromLatin1(t));
-  dtype_->setToolTip(tr("torch_dtype the model is loaded in; sizes are counted in it"));
+  // bitsandbytes on load: planned as transformers sizes it, drawn by the real quantized bytes.
+  dtype_->addItem(tr("8-bit (bitsandbytes)"), QStringLiteral("bnb8"));
+  dtype_->addItem(tr("4-bit NF4 (bitsandbytes)"), QStringLiteral("nf4"));
+  dtype_->addItem(tr("4-bit FP4 (bitsandbytes)"), QStringLiteral("fp4"));
+  dtype_->setToolTip(tr("torch_dtype the model is loaded in; sizes are counted in it. The bitsandbytes choices "
+                        "plan as transformers does (load_in_8bit / load_in_4bit, float16) and show the real bytes"));
   flavor_ = new QComboBox(this);
   flavor_->addItem(tr("as transformers counts"), QStringLiteral("transformers"));
   flavor_->addItem(tr("as accelerate counts"), QStringLiteral("accelerate"));
@@ -108,7 +113,16 @@ void PlanControls::edited(const QString& what) {
   PlanOptions o = s.options();
   o.strategy = strategy_from_name(strategy_->currentData().toString().toStdString()).value_or(Strategy::Auto);
   const QString dtype = dtype_->currentData().toString();
-  o.dtype = dtype.isEmpty() ? std::nullopt : dtype_from_torch_name(dtype.toStdString());
+  o.quantization.reset();
+  if (dtype == QLatin1String("bnb8") || dtype == QLatin1String("nf4") || dtype == QLatin1String("fp4")) {
+    Quantization q;
+    q.method = dtype == QLatin1String("bnb8") ? Quantization::Method::Bnb8 : Quantization::Method::Bnb4;
+    q.quant_type = dtype == QLatin1String("fp4") ? "fp4" : "nf4";
+    o.quantization = q;
+    o.dtype.reset();
+  } else {
+    o.dtype = dtype.isEmpty() ? std::nullopt : dtype_from_torch_name(dtype.toStdString());
+  }
   o.flavor = flavor_from_name(flavor_->currentData().toString().toStdString()).value_or(Flavor::Transformers);
   o.kv.context = static_cast<std::uint64_t>(context_->value());
   o.kv.batch = static_cast<std::uint64_t>(batch_->value());
@@ -127,7 +141,11 @@ void PlanControls::refresh() {
   {
     const QSignalBlocker b1(strategy_), b2(dtype_), b3(flavor_), b4(context_), b5(batch_), b6(no_split_), b7(offload_buffers_);
     strategy_->setCurrentIndex(strategy_->findData(QString::fromLatin1(strategy_name(o.strategy))));
-    dtype_->setCurrentIndex(o.dtype ? dtype_->findData(QString::fromLatin1(torch_name(*o.dtype))) : 0);
+    if (o.quantization)
+      dtype_->setCurrentIndex(dtype_->findData(o.quantization->method == Quantization::Method::Bnb8 ? QStringLiteral("bnb8")
+                                                                                                     : QString::fromStdString(o.quantization->quant_type)));
+    else
+      dtype_->setCurrentIndex(o.dtype ? dtype_->findData(QString::fromLatin1(torch_name(*o.dtype))) : 0);
     flavor_->setCurrentIndex(flavor_->findData(QString::fromLatin1(flavor_name(o.flavor))));
     context_->setValue(static_cast<int>(o.kv.context));
     batch_->setValue(static_cast<int>(std::max<std::uint64_t>(1, o.kv.batch)));

@@ -154,7 +154,9 @@ void decode_case(const BenchModel& b, const Skeleton& skeleton, const Machine& m
                             "ratio: value / bound; bound: one plain read of the weights a step reads, where they are held "
                             "(all cores, best of 3, after the timed pass)"},
                       b.json);
-  const SpeedPrediction p = predict_decode_speed(skeleton, map, machine, {model.load_report().requested_dtype});
+  SpeedInputs inputs;
+  inputs.dtype = model.load_report().requested_dtype;
+  const SpeedPrediction p = predict_decode_speed(skeleton, map, machine, inputs);
   const double predicted = prefetch ? p.tokens_per_second : p.tokens_per_second_without_prefetch;
   print_measurement(out, {name + ".predicted", predicted, "tok/s", value, value > 0 ? predicted / value : 0,
                           "ratio: the speed model's prediction over the measured speed above" +

@@ -68,7 +68,8 @@ std::string bandwidth_text(const Machine& m) {
 void print_prediction(std::ostream& os, const Skeleton& skeleton, const PlanningRequest& req, const Plan& plan,
                       bool offload_folder) {
   const SpeedPrediction p = predict_decode_speed(skeleton, plan.device_map, req.machine,
-                                                 {req.options.dtype, req.options.flavor, plan.kv_per_layer, offload_folder});
+                                                 {req.options.dtype, req.options.flavor, plan.kv_per_layer, offload_folder,
+                                                  req.options.quantization});
   os << "decode    " << p.summary();
   if (p.known) {
     char b[96];

@@ -58,8 +58,8 @@ enum class Experts : unsigned char {
 
 // What the runtime's forward pass needs beyond the tensors.
 struct ForwardFeatures {
-  std::string_view runner;   // "llama" (RMSNorm decoder blocks), "gpt2"; empty: the type plans only
-  std::string_view missing;  // for a type that plans only: what the runtime lacks for it
+  std::string_view runner = {};   // "llama" (RMSNorm decoder blocks), "gpt2"; empty: the type plans only
+  std::string_view missing = {};  // for a type that plans only: what the runtime lacks for it
   std::int64_t default_positions = 2048;  // max_position_embeddings when config.json has none
   std::string_view activation_key = "hidden_act";
   std::string_view default_activation = "silu";

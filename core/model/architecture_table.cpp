@@ -8,9 +8,6 @@
 #include <deque>
 #include <string>
 
-// Rows name only the features they use (designated initializers); the others keep their defaults.
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-
 namespace devicemap {
 namespace {
 

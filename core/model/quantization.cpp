@@ -65,6 +65,16 @@ std::optional<Quantization> Quantization::from_config(const nlohmann::json& conf
   return out;
 }
 
+nlohmann::json Quantization::to_config() const {
+  nlohmann::json j{{"quant_method", "bitsandbytes"}, {"load_in_8bit", method == Method::Bnb8}, {"load_in_4bit", method == Method::Bnb4}};
+  if (method == Method::Bnb4) {
+    j["bnb_4bit_quant_type"] = quant_type;
+    j["bnb_4bit_use_double_quant"] = double_quant;
+  }
+  if (!skip_modules.empty()) j["llm_int8_skip_modules"] = skip_modules;
+  return j;
+}
+
 std::string Quantization::name() const {
   if (method == Method::Bnb8) return "bitsandbytes 8-bit";
   return "bitsandbytes 4-bit " + quant_type + (double_quant ? " (double quant)" : "");

@@ -36,6 +36,8 @@ struct Quantization {
   // Throws devicemap::Error naming `source` and the key for a malformed one.
   static std::optional<Quantization> from_config(const nlohmann::json& config, std::string_view source);
   std::string name() const;  // "bitsandbytes 8-bit", "bitsandbytes 4-bit nf4 (double quant)"
+  // As a BitsAndBytesConfig's JSON (what from_config reads back), for plan files.
+  nlohmann::json to_config() const;
 };
 
 // The modules transformers leaves in torch_dtype: the skip list when given, else its

@@ -104,6 +104,8 @@ SpeedPrediction predict_decode_speed(const Skeleton& s, const DeviceMap& map, co
     const std::int64_t k = count("num_experts_per_tok");
     if (experts > 0 && k > 0 && k <= experts) expert_share = double(k) / double(experts);
   }
+  std::optional<ModuleSizes> quantized;
+  if (in.quantization) quantized = real_quantized_sizes(s, *in.quantization, in.dtype);
   for (const auto& t : s.tensors) {
     if (t.buffer) continue;  // rotary tables and masks: small, and sliced rather than read whole
     const auto& weights = t.tied_to >= 0 ? s.tensors[static_cast<std::size_t>(t.tied_to)] : t;
@@ -116,7 +118,8 @@ SpeedPrediction predict_decode_speed(const Skeleton& s, const DeviceMap& map, co
     // No float16 CPU kernels in LibTorch: the runner casts norms and biases; matrices stay float16 for
     // the decode kernels.
     if (exec.is_cpu() && dt == DType::F16 && weights.shape.size() != 2) dt = DType::F32;
-    const double bytes = double(weights.numel()) * dtype_bits(dt) / 8;
+    const std::size_t weights_index = static_cast<std::size_t>(&weights - s.tensors.data());
+    const double bytes = quantized ? double(quantized->tensor[weights_index]) : double(weights.numel()) * dtype_bits(dt) / 8;
     if (t.tied_to < 0 && home->is_disk()) on_disk += bytes;
     if (t.tied_to < 0 && home->is_cpu()) resident_cpu += bytes;
     // A lookup reads one row; a tied embedding is read whole by the head that shares it (its alias).

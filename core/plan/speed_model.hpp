@@ -15,6 +15,7 @@
 
 #include "format/dtype.hpp"
 #include "model/module_sizes.hpp"
+#include "model/quantization.hpp"
 #include "plan/device.hpp"
 
 namespace devicemap {
@@ -30,6 +31,8 @@ struct SpeedInputs {
   // "disk" weights stored in another dtype than the compute dtype are cast every time they run unless
   // an offload folder holds converted copies.
   bool offload_folder = false;
+  // bitsandbytes: a step reads the quantized bytes (real_quantized_sizes), not 16-bit matrices.
+  std::optional<Quantization> quantization = std::nullopt;
 };
 
 // Where the time of one decode step goes, per resource.

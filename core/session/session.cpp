@@ -225,7 +225,9 @@ void Session::replan() {
     plan_error_ = e.what();
     return;
   }
-  sizes_ = compute_module_sizes(model_.skeleton, state_.options.dtype, state_.options.flavor);
+  // Quantized: what the modules really take (the walk counted them as transformers does).
+  sizes_ = state_.options.quantization ? real_quantized_sizes(model_.skeleton, *state_.options.quantization, state_.options.dtype)
+                                       : compute_module_sizes(model_.skeleton, state_.options.dtype, state_.options.flavor);
   compute_units();
 }
 
@@ -377,6 +379,7 @@ nlohmann::ordered_json PlanFile::to_json() const {
   j["strategy"] = std::string(strategy_name(options.strategy));
   j["dtype"] = options.dtype ? nlohmann::ordered_json(std::string(torch_name(*options.dtype))) : nlohmann::ordered_json();
   j["dtype_flavor"] = std::string(flavor_name(options.flavor));
+  j["quantization"] = options.quantization ? nlohmann::ordered_json::parse(options.quantization->to_config().dump()) : nlohmann::ordered_json();
   j["no_split_module_classes"] =
       options.no_split_classes ? nlohmann::ordered_json(*options.no_split_classes) : nlohmann::ordered_json();
   j["kv_cache"] = {{"context", options.kv.context}, {"batch", options.kv.batch}};
@@ -422,6 +425,10 @@ PlanFile PlanFile::from_json(const nlohmann::json& j, std::string_view source) {
     const auto d = j["dtype"].is_string() ? dtype_from_torch_name(j["dtype"].get<std::string>()) : std::nullopt;
     if (!d) throw fail("dtype", "expected a torch dtype name such as \"float16\", or null");
     o.dtype = *d;
+  }
+  if (j.contains("quantization") && !j["quantization"].is_null()) {
+    o.quantization = Quantization::from_config(nlohmann::json{{"quantization_config", j["quantization"]}}, where);
+    if (!o.quantization) throw fail("quantization", "expected a bitsandbytes config (quant_method \"bitsandbytes\") or null");
   }
   if (j.contains("dtype_flavor")) {
     const auto fl = j["dtype_flavor"].is_string() ? flavor_from_name(j["dtype_flavor"].get<std::string>()) : std::nullopt;
@@ -485,7 +492,7 @@ void PlanFile::save(const std::filesystem::path& path) const { write_file_atomic
 SpeedPrediction Session::predicted_speed() const {
   if (!has_model_ || !plan_error_.empty()) return {};
   return predict_decode_speed(model_.skeleton, plan_.device_map, state_.machine,
-                              {state_.options.dtype, state_.options.flavor, plan_.kv_per_layer});
+                              {state_.options.dtype, state_.options.flavor, plan_.kv_per_layer, false, state_.options.quantization});
 }
 
 Machine startup_machine(std::string& why) {

@@ -29,7 +29,7 @@ namespace devicemap {
 struct PlacedUnit {
   std::string name;          // "model.layers.12", "lm_head"
   std::string cls;           // module class ("LlamaDecoderLayer"), or "parameter" / "buffer"
-  std::int64_t bytes = 0;    // as the plan counts them (target dtype, tied bytes once)
+  std::int64_t bytes = 0;    // as the plan counts them (target dtype, tied bytes once; quantized: the real bytes)
   DType dtype = DType::F32;  // stored dtype of most of its bytes
   Device device;
   bool tensor = false;
