@@ -82,6 +82,8 @@ class RandomLlama {
     auto linear = [&](const std::string& name, int out, int in, bool bias) {
       if (c_.gptq) {
         quantized(name, out, in, rng);
+      } else if (c_.bnb) {
+        int8_rows(name, out, in, rng);
       } else {
         add(name + ".weight", {out, in}, 1.0f / std::sqrt(float(in)));
       }
@@ -190,6 +192,23 @@ class RandomLlama {
     raw_[name + ".qzeros"] = {DType::I32, {groups, out / 8}, bytes_of(qzeros)};
     raw_[name + ".scales"] = {DType::F16, {groups, out}, bytes_of(scale)};
     raw_[name + ".g_idx"] = {DType::I32, {in}, bytes_of(g_idx)};
+  }
+
+  // A bitsandbytes 8-bit Linear as Linear8bitLt saves it: `weight` int8 [out, in] and `SCB` float32
+  // [out], the row's absmax, so that w = weight · SCB / 127 (row absmax chosen here as power-of-two
+  // multiples of 127, so the reference's dense weight is exact); `weight_format` 0 (row-major).
+  void int8_rows(const std::string& name, int out, int in, std::mt19937& rng) {
+    std::vector<std::int8_t> q(static_cast<std::size_t>(out * in));
+    std::vector<float> scb(static_cast<std::size_t>(out)), dense(q.size());
+    for (auto& v : q) v = static_cast<std::int8_t>(static_cast<int>(rng() % 255) - 127);
+    for (int o = 0; o < out; ++o) {
+      scb[o] = 127.0f * float(1 + rng() % 16) / 256.0f / std::sqrt(float(in));
+      for (int i = 0; i < in; ++i) dense[o * in + i] = float(q[o * in + i]) * (scb[o] / 127.0f);
+    }
+    w_[name + ".weight"] = dense;  // reference only
+    raw_[name + ".weight"] = {DType::I8, {out, in}, bytes_of(q)};
+    raw_[name + ".SCB"] = {DType::F32, {out}, bytes_of(scb)};
+    raw_[name + ".weight_format"] = {DType::U8, {}, bytes_of(std::vector<std::uint8_t>{0})};
   }
 
   void write(const fs::path& dir) const {
@@ -523,6 +542,11 @@ class TestRunLlama : public QObject {
     gemma3["torch_dtype"] = "float16";
     QTest::newRow("gemma3 q/k norms, local and global layers, float16") << QString::fromStdString(gemma3.dump()) << true;
     QTest::newRow("mistral sliding window, float16") << QString::fromStdString(mistral.dump()) << true;
+    // bitsandbytes 8-bit (LLM.int8 checkpoint), float16 elsewhere; run as the dequantized weights.
+    auto bnb8 = base_config("llama");
+    bnb8["torch_dtype"] = "float16";
+    bnb8["quantization_config"] = {{"quant_method", "bitsandbytes"}, {"load_in_8bit", true}, {"llm_int8_threshold", 6.0}};
+    QTest::newRow("bitsandbytes 8-bit") << QString::fromStdString(bnb8.dump()) << true;
     for (const bool desc_act : {false, true}) {
       auto gptq = base_config("llama");
       gptq["torch_dtype"] = "float16";

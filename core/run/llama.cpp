@@ -147,12 +147,18 @@ class Llama final : public Transformer {
   // The tensor that places a block Linear (and the part of the block it belongs to).
   const char* main_tensor() const { return c_.gptq ? ".qweight" : ".weight"; }
 
-  // A block Linear: dense, or expanded from its GPTQ words on the device that runs it.
+  // A block Linear: dense, or expanded from its GPTQ words or bitsandbytes int8 rows on the device that
+  // runs it (each time it runs: no packed kernel for these yet).
   at::Tensor linear(const std::string& name, const at::Tensor& x, const c10::Device& device) const {
-    const at::Tensor weight =
-        c_.gptq ? dequantize_gptq(p_.fetch(name + ".qweight", device), p_.fetch(name + ".qzeros", device),
-                                  p_.fetch(name + ".scales", device), p_.fetch_if_present(name + ".g_idx", device), *c_.gptq)
-                : p_.fetch(name + ".weight", device);
+    at::Tensor weight;
+    if (c_.gptq)
+      weight = dequantize_gptq(p_.fetch(name + ".qweight", device), p_.fetch(name + ".qzeros", device),
+                               p_.fetch(name + ".scales", device), p_.fetch_if_present(name + ".g_idx", device), *c_.gptq);
+    else if (c_.bnb && w_.contains(name + ".SCB"))  // bitsandbytes 8-bit: int8 rows times absmax / 127
+      weight = p_.fetch(name + ".weight", device).to(at::kFloat).mul(p_.fetch(name + ".SCB", device).to(at::kFloat).div(127.0).unsqueeze(1))
+                   .to(x.scalar_type());
+    else
+      weight = p_.fetch(name + ".weight", device);
     return dense(x, weight, p_.fetch_if_present(name + ".bias", device));
   }
 
@@ -161,7 +167,7 @@ class Llama final : public Transformer {
   std::vector<at::Tensor> linears(const std::string& prefix, std::initializer_list<const char*> names, const at::Tensor& x,
                                   const c10::Device& device) const {
     std::vector<at::Tensor> weights, biases, out;
-    bool fused = !c_.gptq;
+    bool fused = !c_.gptq && !c_.bnb;
     for (const char* n : names) {
       if (!fused) break;
       weights.push_back(p_.fetch(prefix + n + ".weight", device));

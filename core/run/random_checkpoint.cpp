@@ -109,7 +109,7 @@ RandomCheckpoint write_random_checkpoint(const std::filesystem::path& dir, const
   if (options.dtype != DType::F32 && options.dtype != DType::F16 && options.dtype != DType::BF16)
     throw Error("random checkpoints are float32, float16 or bfloat16");
   const ModelConfig c = ModelConfig::from_json(config, "config");
-  if (c.gptq) throw Error("random checkpoints are dense; leave quantization_config out");
+  if (c.gptq || c.bnb) throw Error("random checkpoints are dense; leave quantization_config out");
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw Error(dir.string() + ": cannot create the folder (" + ec.message() + ")");

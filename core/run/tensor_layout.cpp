@@ -53,6 +53,15 @@ ArchitectureValues values_of(const ModelConfig& c) {
   return v;
 }
 
+// replace_with_bnb_linear's rule: a key equal to the module's name, or followed by a dot inside it.
+bool bnb_converted(const std::string& module, const Quantization& q) {
+  std::vector<std::string> skip = q.skip_modules;
+  if (skip.empty()) skip = {"lm_head"};
+  for (const auto& k : skip)
+    if (k == module || module.find(k + ".") != std::string::npos) return false;
+  return true;
+}
+
 }  // namespace
 
 std::vector<TensorSpec> expected_tensors(const ModelConfig& config) {
@@ -74,6 +83,23 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& config) {
       continue;
     }
     if (config.gptq && linear && t.name.ends_with(".bias") && module.starts_with(layers)) continue;  // taken above
+    // bitsandbytes 8-bit: every Linear but the unconverted ones (lm_head, llm_int8_skip_modules) holds
+    // int8 weights and their per-row absmax.
+    if (config.bnb && linear && weight && bnb_converted(module, *config.bnb)) {
+      TensorSpec w;
+      w.name = t.name;
+      w.shape = t.shape;
+      out.push_back(std::move(w));
+      TensorSpec scb;
+      scb.name = module + ".SCB";
+      scb.shape = {t.shape.at(0)};
+      out.push_back(std::move(scb));
+      TensorSpec format;  // newer bitsandbytes saves the weight's layout beside it; it must be row-major
+      format.name = module + ".weight_format";
+      format.optional = true;
+      out.push_back(std::move(format));
+      continue;
+    }
     TensorSpec spec;
     spec.name = std::move(t.name);
     spec.shape = std::move(t.shape);
