@@ -26,21 +26,28 @@ struct StoredMatrix {
   std::size_t rows, cols, stride;
   std::vector<std::uint8_t> bytes;
   std::vector<double> values;  // rows × cols
+  std::vector<float> row_scale;  // int8: each row's scale (bitsandbytes' SCB / 127)
 
-  Matrix view() const { return {bytes.data(), dtype, rows, cols, stride}; }
+  Matrix view() const { return {bytes.data(), dtype, rows, cols, stride, row_scale.empty() ? nullptr : row_scale.data()}; }
 };
 
 StoredMatrix random_matrix(DType dtype, std::size_t rows, std::size_t cols, std::size_t stride, std::mt19937& rng) {
   std::normal_distribution<float> dist(0.0f, 1.0f);
-  const std::size_t elem = dtype == DType::F32 ? 4 : 2;
-  StoredMatrix m{dtype, rows, cols, stride, std::vector<std::uint8_t>(rows * stride * elem, 0xff), {}};
+  const std::size_t elem = dtype == DType::F32 ? 4 : dtype == DType::I8 ? 1 : 2;
+  StoredMatrix m{dtype, rows, cols, stride, std::vector<std::uint8_t>(rows * stride * elem, 0xff), {}, {}};
   m.values.resize(rows * cols);
+  if (dtype == DType::I8)
+    for (std::size_t r = 0; r < rows; ++r) m.row_scale.push_back(float(1 + rng() % 8) / 64.0f);
   for (std::size_t r = 0; r < rows; ++r)
     for (std::size_t c = 0; c < cols; ++c) {
       const float f = dist(rng);
       std::uint8_t* at = m.bytes.data() + (r * stride + c) * elem;
       double exact = f;
-      if (dtype == DType::F32) {
+      if (dtype == DType::I8) {  // the whole int8 range, times the row's scale
+        const auto level = static_cast<std::int8_t>(static_cast<int>(rng() % 255) - 127);
+        std::memcpy(at, &level, 1);
+        exact = double(level) * m.row_scale[r];
+      } else if (dtype == DType::F32) {
         std::memcpy(at, &f, 4);
       } else if (dtype == DType::BF16) {
         std::uint32_t bits;
@@ -101,7 +108,7 @@ class KernelsTest : public QObject {
     for (const auto& target : targets) {
       restrict_targets(target);
       QCOMPARE(QString::fromStdString(dispatch_target()), QString::fromStdString(target));
-      for (DType dtype : {DType::F32, DType::BF16, DType::F16})
+      for (DType dtype : {DType::F32, DType::BF16, DType::F16, DType::I8})
         for (const auto& [rows, cols] : shapes)
           for (std::size_t batch : {std::size_t{1}, std::size_t{2}, std::size_t{5}, std::size_t{8}}) {
             const StoredMatrix m = random_matrix(dtype, rows, cols, cols, rng);
@@ -119,7 +126,7 @@ class KernelsTest : public QObject {
   void strided_rows_and_inputs() {
     // Rows of a wider matrix (a view), inputs and outputs with padding between them.
     std::mt19937 rng(11);
-    for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {
+    for (DType dtype : {DType::F32, DType::BF16, DType::F16, DType::I8}) {
       const StoredMatrix m = random_matrix(dtype, 37, 21, 29, rng);
       const std::size_t batch = 3, x_stride = 25, y_stride = 40;
       const std::vector<float> x = random_input(batch * x_stride, rng);
@@ -177,7 +184,9 @@ class KernelsTest : public QObject {
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, matvec({&wide_batch, 1}, x, kMaxBatch + 1, 4));
     const Product int_weights{{w, DType::I32, 1, 4, 4}, y, 1};
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, matvec({&int_weights, 1}, x, 1, 4));
-    QVERIFY(!supports(DType::I8));
+    QVERIFY(!supports(DType::I8) && supports_matrix(DType::I8));  // int8 only as matrices with row scales
+    const Product unscaled{{w, DType::I8, 1, 4, 4}, y, 1};
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, matvec({&unscaled, 1}, x, 1, 4));
     QVERIFY(supports(DType::F16));
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, restrict_targets("NO_SUCH_TARGET"));
   }

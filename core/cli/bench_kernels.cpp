@@ -35,8 +35,8 @@ int bench_kernels(const std::vector<std::string>& argv, std::ostream& out) {
   kernels::ThreadPool one(1);
   kernels::ThreadPool& all = kernels::ThreadPool::shared();
   std::mt19937 rng(1);
-  for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {
-    const std::size_t elem = dtype == DType::F32 ? 4 : 2;
+  for (DType dtype : {DType::F32, DType::BF16, DType::F16, DType::I8}) {  // int8: bitsandbytes' rows, a scale each
+    const std::size_t elem = dtype == DType::F32 ? 4 : dtype == DType::I8 ? 1 : 2;
     for (const auto& [rows, cols] : shapes) {
       // In huge pages, as the runtime's copied and cast weights are (and as the bound's buffer is); small
       // random bit patterns of the dtype (exponent kept in range), written so every page is real.
@@ -45,12 +45,12 @@ int bench_kernels(const std::vector<std::string>& argv, std::ostream& out) {
       std::unique_ptr<std::uint8_t, decltype(&std::free)> w(static_cast<std::uint8_t*>(std::aligned_alloc(kHuge, rounded)), &std::free);
       if (!w) throw std::bad_alloc();
       ::madvise(w.get(), rounded, MADV_HUGEPAGE);  // a hint only
-      for (std::size_t i = 0; i < bytes; i += 2) {
+      for (std::size_t i = 0; i + 1 < bytes; i += 2) {
         const std::uint16_t v = static_cast<std::uint16_t>(0x3000 | (rng() & 0x0fff));
         std::memcpy(w.get() + i, &v, 2);
       }
-      std::vector<float> x(cols, 0.5f), y(rows);
-      const kernels::Product p{{w.get(), dtype, rows, cols, cols}, y.data(), rows};
+      std::vector<float> x(cols, 0.5f), y(rows), scale(rows, 1.0f / 127);
+      const kernels::Product p{{w.get(), dtype, rows, cols, cols, dtype == DType::I8 ? scale.data() : nullptr}, y.data(), rows};
       for (kernels::ThreadPool* pool : {&one, &all}) {
         kernels::matvec({&p, 1}, x.data(), 1, cols, *pool);  // warm-up
         const double us = median_us(9, [&] { kernels::matvec({&p, 1}, x.data(), 1, cols, *pool); });

@@ -47,6 +47,27 @@ inline std::vector<at::Tensor> decode_dense(const at::Tensor& x, std::span<const
   return ys;
 }
 
+// int8 rows with a float32 scale each (bitsandbytes 8-bit: SCB / 127) through the decode kernels: the
+// int8 bytes are all a step reads of the matrix.
+inline bool decode_int8_takes(const at::Tensor& x, const at::Tensor& weight) {
+  return decode_kernels_in_use() && x.is_cpu() && weight.is_cpu() && x.dim() == 2 && weight.dim() == 2 && x.size(0) >= 1 &&
+         x.size(0) <= static_cast<std::int64_t>(kernels::kMaxBatch) && x.size(1) == weight.size(1) &&
+         weight.scalar_type() == at::kChar && weight.stride(1) == 1 && weight.size(0) > 0;
+}
+
+// x·(diag(row_scale)·W)ᵀ (+ b), in x's dtype; row_scale float32 [out].
+inline at::Tensor decode_dense_int8(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& row_scale, const at::Tensor& bias) {
+  const at::Tensor xf = x.to(at::kFloat).contiguous();
+  const at::Tensor scale = row_scale.to(at::kCPU, at::kFloat).contiguous();
+  at::Tensor y = at::empty({x.size(0), weight.size(0)}, xf.options());
+  kernels::Matrix m{weight.data_ptr(), DType::I8, static_cast<std::size_t>(weight.size(0)), static_cast<std::size_t>(weight.size(1)),
+                    static_cast<std::size_t>(weight.stride(0)), scale.data_ptr<float>()};
+  const kernels::Product p{m, y.data_ptr<float>(), static_cast<std::size_t>(weight.size(0))};
+  kernels::matvec({&p, 1}, xf.data_ptr<float>(), static_cast<std::size_t>(x.size(0)), static_cast<std::size_t>(x.size(1)));
+  if (bias.defined()) y.add_(bias);
+  return x.scalar_type() == at::kFloat ? y : y.to(x.scalar_type());
+}
+
 // A matrix kept in 16 bits (a float16 file on a float32 CPU) widened to float32 for LibTorch's matrix
 // multiply, into one huge-page buffer per thread that every call reuses (as large as the largest matrix).
 inline at::Tensor widened_to_float(const at::Tensor& w) {

@@ -147,16 +147,19 @@ class Llama final : public Transformer {
   // The tensor that places a block Linear (and the part of the block it belongs to).
   const char* main_tensor() const { return c_.gptq ? ".qweight" : ".weight"; }
 
-  // A block Linear: dense, or expanded from its GPTQ words or bitsandbytes int8 rows on the device that
-  // runs it (each time it runs: no packed kernel for these yet).
+  // A block Linear: dense; bitsandbytes int8 rows read by the decode kernels as they are (expanded for a
+  // prompt or a GPU); or expanded from its GPTQ words on the device that runs it, each time it runs.
   at::Tensor linear(const std::string& name, const at::Tensor& x, const c10::Device& device) const {
     at::Tensor weight;
     if (c_.gptq)
       weight = dequantize_gptq(p_.fetch(name + ".qweight", device), p_.fetch(name + ".qzeros", device),
                                p_.fetch(name + ".scales", device), p_.fetch_if_present(name + ".g_idx", device), *c_.gptq);
-    else if (c_.bnb && w_.contains(name + ".SCB"))  // bitsandbytes 8-bit: int8 rows times absmax / 127
-      weight = p_.fetch(name + ".weight", device).to(at::kFloat).mul(p_.fetch(name + ".SCB", device).to(at::kFloat).div(127.0).unsqueeze(1))
-                   .to(x.scalar_type());
+    else if (c_.bnb && w_.contains(name + ".SCB")) {  // bitsandbytes 8-bit: int8 rows times absmax / 127
+      const at::Tensor rows = p_.fetch(name + ".weight", device);
+      const at::Tensor scale = p_.fetch(name + ".SCB", device).to(at::kFloat).div(127.0);
+      if (decode_int8_takes(x, rows)) return decode_dense_int8(x, rows, scale, p_.fetch_if_present(name + ".bias", device));
+      weight = rows.to(at::kFloat).mul(scale.unsqueeze(1)).to(x.scalar_type());
+    }
     else
       weight = p_.fetch(name + ".weight", device);
     return dense(x, weight, p_.fetch_if_present(name + ".bias", device));
