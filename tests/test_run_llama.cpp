@@ -14,7 +14,9 @@
 #include <vector>
 
 #include "error.hpp"
+#include "format/checkpoint.hpp"
 #include "format/safetensors.hpp"
+#include "model/model_source.hpp"
 #include "plan/device_map.hpp"
 #include "run/model.hpp"
 #include "run/rope.hpp"
@@ -598,6 +600,13 @@ class TestRunLlama : public QObject {
       QCOMPARE(report.aliased_bytes, report.bytes_by_device.at("cpu") + report.bytes_by_device.at("disk"));
     }
 
+    // A bitsandbytes checkpoint plans as transformers' meta model holds it: float-shaped Linears.
+    if (variant.config.contains("quantization_config") && variant.config["quantization_config"].value("quant_method", "") == "bitsandbytes") {
+      const Skeleton s = skeleton_from_checkpoint(Checkpoint::open(dir.path()));
+      const int q = s.find_tensor("model.layers.0.self_attn.q_proj.weight");
+      QVERIFY(q >= 0 && s.tensors[static_cast<std::size_t>(q)].shape == (std::vector<std::int64_t>{H * D, E}));
+      QVERIFY(s.find_tensor("model.layers.0.self_attn.q_proj.SCB") < 0);
+    }
     const Logits whole = model.evaluate(kSequence);
     for (std::size_t p = 0; p < kSequence.size(); ++p) {
       const double err = max_error(whole.row(std::int64_t(p)), reference[p]);

@@ -12,6 +12,7 @@
 #include "model/architecture.hpp"
 #include "model/architecture_tensors.hpp"
 #include "model/model_source.hpp"
+#include "model/quantization.hpp"
 #include "model/size_limits.hpp"
 
 namespace devicemap {
@@ -204,6 +205,14 @@ Skeleton skeleton_from_checkpoint(const Checkpoint& ckpt) {
   const Architecture* a = find_architecture(ckpt.model_type());
   if (!a) return generic_skeleton(ckpt);
   check_config_sizes(ckpt.config(), (ckpt.dir() / "config.json").string());
+  // A bitsandbytes checkpoint stores packed rows and their scales, but transformers' meta model holds
+  // Linear8bitLt / Linear4bit modules of the float shapes: plan from config.json's shapes, as it does.
+  if (Quantization::from_config(ckpt.config(), (ckpt.dir() / "config.json").string())) {
+    Skeleton s = skeleton_from_config(ckpt.config());
+    s.warnings.push_back("a bitsandbytes checkpoint: planned from config.json's shapes (the meta model transformers "
+                         "builds), not from its packed tensors");
+    return s;
+  }
   const ArchitectureValues values = values_from_config(*a, ckpt.config());
   Skeleton s = tree_for(*a, ckpt.config(), values);
   std::set<std::string, std::less<>> buffer_names;
