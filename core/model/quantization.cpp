@@ -97,12 +97,13 @@ std::vector<std::string> modules_not_converted(const Skeleton& s, const Quantiza
   return out;
 }
 
-bool quantized_module(const Skeleton& s, int module, const std::vector<std::string>& not_converted) {
-  if (module < 0 || !is_linear(s, module)) return false;
-  const std::string& name = s.modules[static_cast<std::size_t>(module)].name;
-  // replace_with_bnb_linear: skipped when a key equals the module's name or, followed by a dot, occurs in it.
+bool bnb_converts(std::string_view module, const std::vector<std::string>& not_converted) {
   return std::none_of(not_converted.begin(), not_converted.end(),
-                      [&](const std::string& k) { return k == name || name.find(k + ".") != std::string::npos; });
+                      [&](const std::string& k) { return k == module || module.find(k + ".") != std::string_view::npos; });
+}
+
+bool quantized_module(const Skeleton& s, int module, const std::vector<std::string>& not_converted) {
+  return module >= 0 && is_linear(s, module) && bnb_converts(s.modules[static_cast<std::size_t>(module)].name, not_converted);
 }
 
 ModuleSizes transformers_quantized_sizes(const Skeleton& s, const Quantization& q, std::optional<DType> torch_dtype) {

@@ -44,7 +44,10 @@ struct Quantization {
 // get_keys_to_not_convert: the output head (and, for a tied model, the embedding it shares).
 std::vector<std::string> modules_not_converted(const Skeleton& s, const Quantization& q);
 
-// Whether the Linear module `module` (a full name) is quantized.
+// replace_with_bnb_linear's rule for a Linear named `module` (a full name): converted unless a key of
+// `not_converted` equals the name or, followed by a dot, occurs in it.
+bool bnb_converts(std::string_view module, const std::vector<std::string>& not_converted);
+// Whether the skeleton's module `module` is a Linear that rule converts.
 bool quantized_module(const Skeleton& s, int module, const std::vector<std::string>& not_converted);
 
 ModuleSizes transformers_quantized_sizes(const Skeleton& s, const Quantization& q, std::optional<DType> torch_dtype);

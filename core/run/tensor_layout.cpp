@@ -53,15 +53,6 @@ ArchitectureValues values_of(const ModelConfig& c) {
   return v;
 }
 
-// replace_with_bnb_linear's rule: a key equal to the module's name, or followed by a dot inside it.
-bool bnb_converted(const std::string& module, const Quantization& q) {
-  std::vector<std::string> skip = q.skip_modules;
-  if (skip.empty()) skip = {"lm_head"};
-  for (const auto& k : skip)
-    if (k == module || module.find(k + ".") != std::string::npos) return false;
-  return true;
-}
-
 }  // namespace
 
 std::vector<TensorSpec> expected_tensors(const ModelConfig& config) {
@@ -73,6 +64,10 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& config) {
   auto rows = architecture_tensors(*arch, values);
   std::set<std::string, std::less<>> names;
   for (const auto& t : rows) names.insert(t.name);
+  // bitsandbytes leaves llm_int8_skip_modules, else the output head, unconverted (the tied embedding
+  // transformers also lists is no Linear).
+  const std::vector<std::string> bnb_kept =
+      config.bnb && !config.bnb->skip_modules.empty() ? config.bnb->skip_modules : std::vector<std::string>{"lm_head"};
   for (auto& t : rows) {
     const bool linear = t.module_class == "Linear", weight = t.name.ends_with(".weight");
     const std::string module = t.name.substr(0, t.name.rfind('.'));
@@ -85,7 +80,7 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& config) {
     if (config.gptq && linear && t.name.ends_with(".bias") && module.starts_with(layers)) continue;  // taken above
     // bitsandbytes 8-bit: every Linear but the unconverted ones (lm_head, llm_int8_skip_modules) holds
     // int8 weights and their per-row absmax.
-    if (config.bnb && linear && weight && bnb_converted(module, *config.bnb)) {
+    if (config.bnb && linear && weight && bnb_converts(module, bnb_kept)) {
       TensorSpec w;
       w.name = t.name;
       w.shape = t.shape;
