@@ -45,91 +45,25 @@ HWY_INLINE float RowDot(DF df, const T* row, std::size_t body, std::size_t tail,
   return hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Add(a0, a1), hn::Add(a2, a3))));
 }
 
-// Rows [r0, r1) of W times one input row, four rows at a time: four streams of weights in flight per
-// thread read memory faster than one (a single thread streamed ~29 GB/s from one, ~35-39 from four, on
-// the machine measured), and each input vector is loaded once for the four.
-// bfloat16 rows times one input row without widening shuffles: a bfloat16 is the top half of a float32,
-// so a vector of 32-bit words holds two weights each, the even one (low half) becoming a float by a shift
-// and the odd one (high half) by a mask. The input is split once into its even and odd elements to match.
-// (Widening each bfloat16 to a lane is a cross-lane shuffle; on the AVX-512 machine measured those
-// shuffles, not memory, bounded the 16-bit products at ~45 of 72 GB/s.)
-void RowsOfOneBF16(const hwy::bfloat16_t* w, std::size_t stride, std::size_t cols, const float* x, float* y, std::size_t r0,
-                   std::size_t r1) {
-  const DF df;
-  const hn::RebindToUnsigned<DF> du;
-  const std::size_t n = hn::Lanes(df);
-  const std::size_t pairs = cols / 2, body = pairs / n * n;  // in pairs of weights
-  thread_local std::vector<float> split;
-  split.resize(2 * pairs);
-  float* xe = split.data();
-  float* xo = xe + pairs;
-  for (std::size_t i = 0; i < pairs; ++i) {
-    xe[i] = x[2 * i];
-    xo[i] = x[2 * i + 1];
-  }
-  const auto high = hn::Set(du, 0xFFFF0000u);
-  const auto words = [&](const hwy::bfloat16_t* p) { return hn::LoadU(du, reinterpret_cast<const std::uint32_t*>(p)); };
-  const auto even = [&](hn::Vec<decltype(du)> v) { return hn::BitCast(df, hn::ShiftLeft<16>(v)); };
-  const auto odd = [&](hn::Vec<decltype(du)> v) { return hn::BitCast(df, hn::And(v, high)); };
-  // The pairs past the last full vector, one by one.
-  const auto rest = [&](const hwy::bfloat16_t* row) {
-    float sum = 0;
-    for (std::size_t i = body; i < pairs; ++i) sum += hwy::F32FromBF16(row[2 * i]) * xe[i] + hwy::F32FromBF16(row[2 * i + 1]) * xo[i];
-    return sum;
-  };
-  std::size_t r = r0;
-  for (; r + 4 <= r1; r += 4) {
-    const hwy::bfloat16_t* w0 = w + r * stride;
-    const hwy::bfloat16_t* w1 = w0 + stride;
-    const hwy::bfloat16_t* w2 = w1 + stride;
-    const hwy::bfloat16_t* w3 = w2 + stride;
-    auto a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
-    auto b0 = hn::Zero(df), b1 = hn::Zero(df), b2 = hn::Zero(df), b3 = hn::Zero(df);
-    for (std::size_t i = 0; i < body; i += n) {
-      const auto ve = hn::LoadU(df, xe + i), vo = hn::LoadU(df, xo + i);
-      const auto u0 = words(w0 + 2 * i), u1 = words(w1 + 2 * i), u2 = words(w2 + 2 * i), u3 = words(w3 + 2 * i);
-      a0 = hn::MulAdd(even(u0), ve, a0);
-      b0 = hn::MulAdd(odd(u0), vo, b0);
-      a1 = hn::MulAdd(even(u1), ve, a1);
-      b1 = hn::MulAdd(odd(u1), vo, b1);
-      a2 = hn::MulAdd(even(u2), ve, a2);
-      b2 = hn::MulAdd(odd(u2), vo, b2);
-      a3 = hn::MulAdd(even(u3), ve, a3);
-      b3 = hn::MulAdd(odd(u3), vo, b3);
-    }
-    y[r] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a0, b0))) + rest(w0);
-    y[r + 1] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a1, b1))) + rest(w1);
-    y[r + 2] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a2, b2))) + rest(w2);
-    y[r + 3] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a3, b3))) + rest(w3);
-  }
-  for (; r < r1; ++r) {
-    const hwy::bfloat16_t* row = w + r * stride;
-    auto a = hn::Zero(df), b = hn::Zero(df);
-    for (std::size_t i = 0; i < body; i += n) {
-      const auto u = words(row + 2 * i);
-      a = hn::MulAdd(even(u), hn::LoadU(df, xe + i), a);
-      b = hn::MulAdd(odd(u), hn::LoadU(df, xo + i), b);
-    }
-    y[r] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a, b))) + rest(row);
-  }
-}
-
+// Rows [r0, r1) of W times one input row. Four rows are read side by side, from the four quarters of the
+// range: four long sequential streams, which the hardware prefetchers follow across row ends. (Reading
+// four adjacent rows instead makes four streams one row long each; on the 2-core AVX-512 machine measured
+// that capped large matrices at 0.42-0.78 of a plain read, the quarters reach 0.96-1.1.) Each input
+// vector is loaded once for the four rows.
 template <class T>
 void RowsOfOne(const T* w, std::size_t stride, std::size_t cols, const float* x, float* y, std::size_t r0, std::size_t r1) {
   const DF df;
-  if constexpr (std::is_same_v<T, hwy::bfloat16_t>) {
-    if (cols % 2 == 0) return RowsOfOneBF16(w, stride, cols, x, y, r0, r1);
-  }
   const std::size_t n = hn::Lanes(df);
   const std::size_t tail = cols % n, body = cols - tail;
   alignas(64) float xt[kPad] = {};
   if (tail) std::memcpy(xt, x + body, tail * sizeof(float));
-  std::size_t r = r0;
-  for (; r + 4 <= r1; r += 4) {
+  const std::size_t q = (r1 - r0) / 4;
+  for (std::size_t i = 0; i < q; ++i) {
+    const std::size_t r = r0 + i;
     const T* w0 = w + r * stride;
-    const T* w1 = w0 + stride;
-    const T* w2 = w1 + stride;
-    const T* w3 = w2 + stride;
+    const T* w1 = w0 + q * stride;
+    const T* w2 = w1 + q * stride;
+    const T* w3 = w2 + q * stride;
     auto a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
     auto b0 = hn::Zero(df), b1 = hn::Zero(df), b2 = hn::Zero(df), b3 = hn::Zero(df);
     std::size_t c = 0;
@@ -162,11 +96,11 @@ void RowsOfOne(const T* w, std::size_t stride, std::size_t cols, const float* x,
       }
     }
     y[r] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a0, b0)));
-    y[r + 1] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a1, b1)));
-    y[r + 2] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a2, b2)));
-    y[r + 3] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a3, b3)));
+    y[r + q] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a1, b1)));
+    y[r + 2 * q] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a2, b2)));
+    y[r + 3 * q] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a3, b3)));
   }
-  for (; r < r1; ++r) y[r] = RowDot(df, w + r * stride, body, tail, x, xt);
+  for (std::size_t r = r0 + 4 * q; r < r1; ++r) y[r] = RowDot(df, w + r * stride, body, tail, x, xt);
 }
 
 // Rows [r0, r1) of W times B input rows: each weight vector is loaded once and used B times.
@@ -233,6 +167,7 @@ HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
 #include <stdexcept>
+#include <cstdlib>
 
 #include "kernels/element_type.hpp"
 #include "kernels/thread_pool.hpp"
@@ -264,7 +199,8 @@ void matvec(std::span<const Product> products, const float* x, std::size_t batch
   }
   // About four slices per thread, so a thread that started late still gets its share; slices of at least
   // 16 rows, so a slice's weights are a long sequential read.
-  const std::size_t slice = std::max<std::size_t>(16, (rows + 4 * pool.size() - 1) / (4 * pool.size()));
+  static const std::size_t kPer = std::getenv("DM_SL") ? std::atoi(std::getenv("DM_SL")) : 4;
+  const std::size_t slice = std::max<std::size_t>(16, (rows + kPer * pool.size() - 1) / (kPer * pool.size()));
   std::vector<Slice> slices;
   for (std::size_t i = 0; i < products.size(); ++i) {
     const Matrix& m = products[i].weight;
