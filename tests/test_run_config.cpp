@@ -313,14 +313,17 @@ class TestRunConfig : public QObject {
     QCOMPARE(c.gptq->group_size, std::int64_t{128});
     QVERIFY(c.gptq->desc_act && c.gptq->zero_offset);
 
-    // bitsandbytes: 8-bit checkpoints are read as such; 4-bit ones are refused by name (they plan).
+    // bitsandbytes: 8-bit and 4-bit checkpoints are read as such.
     j["quantization_config"] = {{"quant_method", "bitsandbytes"}, {"load_in_8bit", true}, {"llm_int8_skip_modules", {"mlp.down_proj"}}};
     c = ModelConfig::from_json(j);
     QVERIFY(c.bnb && !c.gptq && c.bnb->method == Quantization::Method::Bnb8);
     QCOMPARE(c.bnb->skip_modules, std::vector<std::string>{"mlp.down_proj"});
     j["quantization_config"] = {{"quant_method", "bitsandbytes"}, {"load_in_4bit", true}, {"bnb_4bit_quant_type", "nf4"}};
+    c = ModelConfig::from_json(j);
+    QVERIFY(c.bnb && c.bnb->method == Quantization::Method::Bnb4 && c.bnb->quant_type == "nf4");
+    j["quantization_config"]["bnb_4bit_quant_type"] = "int3";
     const std::string refused = error_of([&] { ModelConfig::from_json(j, "m/config.json"); });
-    QVERIFY2(contains(refused, "m/config.json") && contains(refused, "4-bit checkpoints are planned but not run"), refused.c_str());
+    QVERIFY2(contains(refused, "m/config.json") && contains(refused, "bnb_4bit_quant_type"), refused.c_str());
 
     // AutoGPTQ's quantize_config.json: no quant_method, group_size -1 for one group.
     const auto q = GptqConfig::from_json(json{{"bits", 8}, {"group_size", -1}, {"checkpoint_format", "gptq_v2"}},

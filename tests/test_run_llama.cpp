@@ -16,6 +16,7 @@
 #include "error.hpp"
 #include "format/checkpoint.hpp"
 #include "format/safetensors.hpp"
+#include "kernels/codes4.hpp"
 #include "model/model_source.hpp"
 #include "plan/device_map.hpp"
 #include "run/model.hpp"
@@ -84,6 +85,8 @@ class RandomLlama {
     auto linear = [&](const std::string& name, int out, int in, bool bias) {
       if (c_.gptq) {
         quantized(name, out, in, rng);
+      } else if (c_.bnb && c_.bnb->method == Quantization::Method::Bnb4) {
+        codes4(name, out, in, rng);
       } else if (c_.bnb) {
         int8_rows(name, out, in, rng);
       } else {
@@ -211,6 +214,57 @@ class RandomLlama {
     raw_[name + ".weight"] = {DType::I8, {out, in}, bytes_of(q)};
     raw_[name + ".SCB"] = {DType::F32, {out}, bytes_of(scb)};
     raw_[name + ".weight_format"] = {DType::U8, {}, bytes_of(std::vector<std::uint8_t>{0})};
+  }
+
+  // A bitsandbytes 4-bit Linear as Params4bit and QuantState.as_dict(packed=True) save it: `weight`
+  // uint8 [(out·in + 1) / 2, 1] (row-major codes, the first of each pair in the high nibble), absmax per
+  // 64 elements of the flattened matrix (blocks straddle rows here: in is not a multiple of 64),
+  // quant_map, and the JSON state; double-quantized, absmax is uint8 codes of a 256-value map over
+  // blocks of 256, plus an offset. The reference keeps table[code] · absmax.
+  void codes4(const std::string& name, int out, int in, std::mt19937& rng) {
+    const bool nf4 = c_.bnb->quant_type == "nf4", nested = c_.bnb->double_quant;
+    const float* table = nf4 ? kernels::nf4_table() : kernels::fp4_table();
+    const int n = out * in, block = 64, blocks = (n + block - 1) / block;
+    std::vector<unsigned> code(static_cast<std::size_t>(n));
+    for (auto& c : code) c = rng() % 16;
+    std::vector<float> absmax(static_cast<std::size_t>(blocks));
+    std::vector<std::uint8_t> absmax_codes(absmax.size());
+    std::vector<float> nested_map(256), nested_absmax(static_cast<std::size_t>((blocks + 255) / 256));
+    const float offset = 0.5f / std::sqrt(float(in));
+    for (int k = 0; k < 256; ++k) nested_map[k] = float(k - 128) / 128.0f;
+    for (auto& a : nested_absmax) a = float(1 + rng() % 8) / 16.0f / std::sqrt(float(in));
+    for (int b = 0; b < blocks; ++b) {
+      if (nested) {
+        absmax_codes[b] = static_cast<std::uint8_t>(128 + rng() % 128);
+        absmax[b] = nested_map[absmax_codes[b]] * nested_absmax[b / 256] + offset;
+      } else {
+        absmax[b] = float(1 + rng() % 32) / 16.0f / std::sqrt(float(in));
+      }
+    }
+    std::vector<float> dense(static_cast<std::size_t>(n));
+    std::vector<std::uint8_t> packed(static_cast<std::size_t>((n + 1) / 2), 0);
+    for (int e = 0; e < n; ++e) {
+      dense[e] = table[code[e]] * absmax[e / block];
+      packed[e / 2] |= static_cast<std::uint8_t>(e % 2 == 0 ? code[e] << 4 : code[e]);
+    }
+    w_[name + ".weight"] = dense;  // reference only
+    const std::string type = nf4 ? "nf4" : "fp4";
+    json state = {{"quant_type", type}, {"blocksize", block}, {"dtype", "float16"}, {"shape", {out, in}}};
+    raw_[name + ".weight"] = {DType::U8, {(n + 1) / 2, 1}, bytes_of(packed)};
+    raw_[name + ".weight.quant_map"] = {DType::F32, {16}, bytes_of(std::vector<float>(table, table + 16))};
+    if (nested) {
+      state["nested_blocksize"] = 256;
+      state["nested_dtype"] = "float32";
+      state["nested_offset"] = offset;
+      raw_[name + ".weight.absmax"] = {DType::U8, {blocks}, bytes_of(absmax_codes)};
+      raw_[name + ".weight.nested_absmax"] = {DType::F32, {std::int64_t(nested_absmax.size())}, bytes_of(nested_absmax)};
+      raw_[name + ".weight.nested_quant_map"] = {DType::F32, {256}, bytes_of(nested_map)};
+    } else {
+      raw_[name + ".weight.absmax"] = {DType::F32, {blocks}, bytes_of(absmax)};
+    }
+    const std::string text = state.dump();
+    raw_[name + ".weight.quant_state.bitsandbytes__" + type] = {DType::U8, {std::int64_t(text.size())},
+                                                                 bytes_of(std::vector<char>(text.begin(), text.end()))};
   }
 
   void write(const fs::path& dir) const {
@@ -549,6 +603,18 @@ class TestRunLlama : public QObject {
     bnb8["torch_dtype"] = "float16";
     bnb8["quantization_config"] = {{"quant_method", "bitsandbytes"}, {"load_in_8bit", true}, {"llm_int8_threshold", 6.0}};
     QTest::newRow("bitsandbytes 8-bit") << QString::fromStdString(bnb8.dump()) << true;
+    // bitsandbytes 4-bit: NF4 with float32 absmax, FP4 double-quantized.
+    for (const bool fp4_nested : {false, true}) {
+      auto bnb4 = base_config("llama");
+      bnb4["torch_dtype"] = "float16";
+      bnb4["quantization_config"] = {{"quant_method", "bitsandbytes"},
+                                     {"load_in_4bit", true},
+                                     {"bnb_4bit_quant_type", fp4_nested ? "fp4" : "nf4"},
+                                     {"bnb_4bit_use_double_quant", fp4_nested},
+                                     {"bnb_4bit_compute_dtype", "float16"}};
+      QTest::newRow(fp4_nested ? "bitsandbytes 4-bit fp4, double quant" : "bitsandbytes 4-bit nf4")
+          << QString::fromStdString(bnb4.dump()) << true;
+    }
     for (const bool desc_act : {false, true}) {
       auto gptq = base_config("llama");
       gptq["torch_dtype"] = "float16";
@@ -606,6 +672,7 @@ class TestRunLlama : public QObject {
       const int q = s.find_tensor("model.layers.0.self_attn.q_proj.weight");
       QVERIFY(q >= 0 && s.tensors[static_cast<std::size_t>(q)].shape == (std::vector<std::int64_t>{H * D, E}));
       QVERIFY(s.find_tensor("model.layers.0.self_attn.q_proj.SCB") < 0);
+      QVERIFY(s.find_tensor("model.layers.0.self_attn.q_proj.weight.absmax") < 0);
     }
     const Logits whole = model.evaluate(kSequence);
     for (std::size_t p = 0; p < kSequence.size(); ++p) {

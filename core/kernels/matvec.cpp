@@ -204,8 +204,11 @@ void matvec(std::span<const Product> products, const float* x, std::size_t batch
   std::vector<Slice> slices;
   for (std::size_t i = 0; i < products.size(); ++i) {
     const Matrix& m = products[i].weight;
-    if (m.dtype == DType::I8 && !m.row_scale) throw std::invalid_argument("matvec: int8 rows need their row scales");
-    const int type = m.dtype == DType::I8 ? 3 : element_type(m.dtype, "matvec");
+    if (m.codes4 && (m.cols % 2 != 0 || m.codes4->block == 0 || !m.codes4->table || !m.codes4->scale || m.row_stride * 2 < m.cols ||
+                     (m.codes4->row_blocks && m.codes4->row_blocks != (m.cols + m.codes4->block - 1) / m.codes4->block)))
+      throw std::invalid_argument("matvec: 4-bit rows need an even length, a table, a block size and its scales");
+    if (!m.codes4 && m.dtype == DType::I8 && !m.row_scale) throw std::invalid_argument("matvec: int8 rows need their row scales");
+    const int type = m.codes4 ? 4 : m.dtype == DType::I8 ? 3 : element_type(m.dtype, "matvec");
     for (std::size_t r = 0; r < products[i].weight.rows; r += slice)
       slices.push_back({i, r, std::min(r + slice, products[i].weight.rows), type});
   }
@@ -213,6 +216,9 @@ void matvec(std::span<const Product> products, const float* x, std::size_t batch
   pool.run(slices.size(), [&](std::size_t s) {
     const Slice& sl = slices[s];
     const Product& p = products[sl.product];
+    if (sl.type == 4)
+      return codes4_rows(static_cast<const unsigned char*>(p.weight.data), p.weight.row_stride, p.weight.cols, *p.weight.codes4, x,
+                         batch, x_stride, p.y, p.y_stride, sl.begin, sl.end);
     run_rows(p.weight.data, sl.type, p.weight.row_stride, p.weight.cols, x, batch, x_stride, p.y,
              p.y_stride, sl.begin, sl.end, p.weight.row_scale);
   });

@@ -1,7 +1,7 @@
 #pragma once
 // y = W·x for the decode path: one input row, or a few (up to kMaxBatch, for a batch or the last tokens of
 // a prompt), with W kept in its stored dtype (float32, bfloat16, float16, or int8 with a float32 scale
-// per row: bitsandbytes' LLM.int8 rows) and converted to float32 in registers, so that every weight byte is read exactly once and nothing is copied or cast ahead of time.
+// per row: bitsandbytes' LLM.int8 rows; or 4-bit codes with a scale per block, codes4.hpp) and converted to float32 in registers, so that every weight byte is read exactly once and nothing is copied or cast ahead of time.
 // Accumulation is in float32. Rows are split across the shared thread pool; several products of the same
 // input (q/k/v, gate/up) go in one pass over the pool. Written with Highway, which picks the widest
 // vector unit of the machine at run time (AVX-512, AVX2, SSE4, SSSE3, or portable scalar code).
@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "format/dtype.hpp"
+#include "kernels/codes4.hpp"
 
 namespace devicemap::kernels {
 
@@ -24,6 +25,8 @@ struct Matrix {
   DType dtype = DType::F32;
   std::size_t rows = 0, cols = 0, row_stride = 0;
   const float* row_scale = nullptr;  // int8 rows (required there): row r's products are times row_scale[r]
+  // 4-bit codes (codes4.hpp): then data holds bytes, row_stride counts bytes, and dtype is not read.
+  const Codes4* codes4 = nullptr;
 };
 
 // One product of a fused call: y[b * y_stride + r] = Σ_c W[r, c] · x[b * x_stride + c].

@@ -8,10 +8,15 @@
 #include <array>
 #include <cmath>
 #include <initializer_list>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <vector>
 
+#include "error.hpp"
 #include "run/attention.hpp"
+#include "run/bnb4.hpp"
 #include "run/dense.hpp"
 #include "run/gptq.hpp"
 #include "run/kv_cache.hpp"
@@ -66,7 +71,14 @@ class Llama final : public Transformer {
         inv_freq_(inverse_frequencies(config)),
         local_(local_rope_config(config)),
         local_inv_freq_(inverse_frequencies(local_)),
-        scale_(config.attention_scale > 0 ? config.attention_scale : 1.0 / std::sqrt(double(config.head_dim))) {}
+        scale_(config.attention_scale > 0 ? config.attention_scale : 1.0 / std::sqrt(double(config.head_dim))) {
+    if (c_.bnb && c_.bnb->method == Quantization::Method::Bnb4) {  // the [out, in] of each Linear, for its codes
+      ModelConfig plain = c_;
+      plain.bnb.reset();
+      for (const auto& t : expected_tensors(plain))
+        if (t.name.ends_with(".weight") && t.shape.size() == 2) linear_shapes_[t.name.substr(0, t.name.size() - 7)] = {t.shape[0], t.shape[1]};
+    }
+  }
 
   at::Tensor forward(const at::Tensor& ids, KvCache* cache, bool all_positions) override {
     const std::int64_t past = cache ? cache->length() : 0, n = ids.size(0);
@@ -154,6 +166,12 @@ class Llama final : public Transformer {
     if (c_.gptq)
       weight = dequantize_gptq(p_.fetch(name + ".qweight", device), p_.fetch(name + ".qzeros", device),
                                p_.fetch(name + ".scales", device), p_.fetch_if_present(name + ".g_idx", device), *c_.gptq);
+    else if (c_.bnb && w_.contains(name + ".weight.quant_map")) {  // bitsandbytes 4-bit: codes with a scale per block
+      const auto q = bnb4(name);
+      if (decode_codes4_takes(x, q->in))
+        return decode_dense_codes4(x, q->codes, q->out, q->in, q->codes4(), p_.fetch_if_present(name + ".bias", device));
+      weight = q->dequantize().to(device, x.scalar_type());
+    }
     else if (c_.bnb && w_.contains(name + ".SCB")) {  // bitsandbytes 8-bit: int8 rows times absmax / 127
       const at::Tensor rows = p_.fetch(name + ".weight", device);
       const at::Tensor scale = p_.fetch(name + ".SCB", device).to(at::kFloat).div(127.0);
@@ -163,6 +181,20 @@ class Llama final : public Transformer {
     else
       weight = p_.fetch(name + ".weight", device);
     return dense(x, weight, p_.fetch_if_present(name + ".bias", device));
+  }
+
+  // A bitsandbytes 4-bit Linear's codes and float32 absmax, checked once and kept while its weights stay
+  // where they are; read again each time from "disk", where keeping them would hold the weights in RAM.
+  std::shared_ptr<const Bnb4Linear> bnb4(const std::string& name) const {
+    std::lock_guard lock(bnb4_mutex_);
+    if (const auto it = bnb4_.find(name); it != bnb4_.end()) return it->second;
+    const auto shape = linear_shapes_.find(name);
+    if (shape == linear_shapes_.end()) throw Error("'" + name + "' is no Linear of this model");
+    const c10::Device cpu(c10::kCPU);
+    const auto fetch = [&](const std::string& n) { return w_.contains(n) ? p_.fetch(n, cpu) : at::Tensor(); };
+    auto q = std::make_shared<const Bnb4Linear>(read_bnb4(name, shape->second.first, shape->second.second, fetch));
+    if (!w_.stored(name + ".weight").placement.is_disk() && !w_.needs_transfer(name + ".weight", cpu)) bnb4_[name] = q;
+    return q;
   }
 
   // Block Linears that read the same input (q/k/v, gate/up): one pass of the decode kernels when they
@@ -325,6 +357,9 @@ class Llama final : public Transformer {
   const ModelConfig& c_;
   const Weights& w_;
   Prefetcher& p_;
+  std::map<std::string, std::pair<std::int64_t, std::int64_t>> linear_shapes_;
+  mutable std::mutex bnb4_mutex_;
+  mutable std::map<std::string, std::shared_ptr<const Bnb4Linear>> bnb4_;
   at::Tensor inv_freq_;
   ModelConfig local_;  // the config of Gemma 3's local layers' RoPE
   at::Tensor local_inv_freq_;

@@ -35,7 +35,7 @@ const TensorSource& checked_source(const Checkpoint& checkpoint, const WeightFil
   if (!t)
     throw Error(checkpoint.dir().string() + ": the checkpoint has no tensor '" + spec.name + "', which a " +
                 config.model_type + " model as config.json describes needs");
-  if (t->shape != spec.shape) {
+  if (!spec.shape_checked_later && t->shape != spec.shape) {
     std::string why;
     // Name the config keys behind the first dimension that disagrees, and what the checkpoint holds.
     for (std::size_t d = 0; d < spec.dims.size() && t->shape.size() == spec.shape.size(); ++d)
@@ -137,7 +137,8 @@ LoadPlan plan_load(const Checkpoint& checkpoint, const ModelConfig& config, cons
     // float16 matrices that run on the CPU (in float32, LibTorch having no float16 kernels) stay float16:
     // the decode kernels read them as they would read their float32 cast, with half the bytes per token.
     load.as_stored = !executes_on_gpu && spec.read_as_stored && plan.cpu_dtype == DType::F32 && source.dtype == DType::F16;
-    if (load.as_stored) load.stored_dtype = source.dtype;
+    load.keep_dtype = spec.keep_dtype;
+    if (load.as_stored || load.keep_dtype) load.stored_dtype = source.dtype;
     // Kernels may assume element alignment: bytes that are not aligned in the file are copied.
     const auto element = std::max<std::uint64_t>(1, dtype_bits(source.dtype) / 8);
     const bool aligned = source.file_offset % element == 0;

@@ -32,6 +32,7 @@ struct TensorLoad {
   bool aliases_file = false;                 // served from a file mapping, zero copy
   bool offload = false;                      // cast once into the offload folder, served from there
   bool as_stored = false;                    // runs on the CPU in its stored dtype (TensorSpec::read_as_stored)
+  bool keep_dtype = false;                   // never cast, on any device (TensorSpec::keep_dtype)
   std::uint64_t stored_bytes = 0;
 };
 

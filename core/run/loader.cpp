@@ -153,7 +153,7 @@ std::unique_ptr<Weights> load_weights(const LoadPlan& plan, const LoadOptions& o
     const TensorSource& source = *load.source;
     const at::Tensor mapped = map_tensor(source);
     const auto dtype = scalar_type_for(load.stored_dtype, "tensor '" + load.name + "'");
-    StoredTensor stored{mapped, load.placement, false, load.as_stored};
+    StoredTensor stored{mapped, load.placement, false, load.as_stored, load.keep_dtype};
     if (load.placement.is_gpu()) {
       stored.tensor = staging.upload(mapped, policy.execution_device(load.placement), dtype);
     } else if (load.offload && folder) {

@@ -400,9 +400,6 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& config, std::string_vie
   c.eos_token_ids = r.int_list("eos_token_id");
   if (r.has("quantization_config")) {
     if (const auto bnb = Quantization::from_config(config, source)) {
-      if (bnb->method != Quantization::Method::Bnb8)
-        throw Error(std::string(source) + ": quantization_config: bitsandbytes 4-bit checkpoints are planned but not run yet "
-                    "(8-bit ones run)");
       c.bnb = bnb;
     } else {
       c.gptq = GptqConfig::from_json(config.at("quantization_config"), std::string(source) + ": quantization_config");

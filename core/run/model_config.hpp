@@ -118,8 +118,9 @@ struct ModelConfig {
     return (layer + 1) % moe->sparse_step == 0;
   }
   std::optional<GptqConfig> gptq;  // from config.json's quantization_config (or quantize_config.json)
-  // A bitsandbytes 8-bit checkpoint (quantization_config with load_in_8bit): the Linears transformers
-  // converted store `weight` as int8 [out, in] and `SCB`, a float32 absmax per output row.
+  // A bitsandbytes checkpoint (quantization_config with load_in_8bit or load_in_4bit): the Linears
+  // transformers converted store `weight` as int8 [out, in] and `SCB`, a float32 absmax per output row
+  // (8-bit), or 4-bit codes with their quant state (run/bnb4.hpp).
   std::optional<Quantization> bnb;
   std::optional<std::int64_t> bos_token_id;
   std::vector<std::int64_t> eos_token_ids;  // config.json's eos_token_id (int or list)

@@ -53,6 +53,32 @@ ArchitectureValues values_of(const ModelConfig& c) {
   return v;
 }
 
+// bitsandbytes 4-bit (run/bnb4.hpp): the packed codes, and the quant state beside them, whose shapes
+// follow the block sizes its JSON holds.
+void add_bnb4_linear(std::vector<TensorSpec>& out, const std::string& module, std::int64_t out_features, std::int64_t in_features) {
+  TensorSpec codes;
+  codes.name = module + ".weight";
+  codes.shape = {(out_features * in_features + 1) / 2, 1};
+  out.push_back(std::move(codes));
+  const struct {
+    const char* suffix;
+    bool optional;
+  } state[] = {{".weight.absmax", false},
+               {".weight.quant_map", false},
+               {".weight.nested_absmax", true},
+               {".weight.nested_quant_map", true},
+               {".weight.quant_state.bitsandbytes__nf4", true},
+               {".weight.quant_state.bitsandbytes__fp4", true}};
+  for (const auto& [suffix, optional] : state) {
+    TensorSpec s;
+    s.name = module + suffix;
+    s.optional = optional;
+    s.keep_dtype = true;
+    s.shape_checked_later = true;
+    out.push_back(std::move(s));
+  }
+}
+
 }  // namespace
 
 std::vector<TensorSpec> expected_tensors(const ModelConfig& config) {
@@ -80,6 +106,10 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& config) {
     if (config.gptq && linear && t.name.ends_with(".bias") && module.starts_with(layers)) continue;  // taken above
     // bitsandbytes 8-bit: every Linear but the unconverted ones (lm_head, llm_int8_skip_modules) holds
     // int8 weights and their per-row absmax.
+    if (config.bnb && config.bnb->method == Quantization::Method::Bnb4 && linear && weight && bnb_converts(module, bnb_kept)) {
+      add_bnb4_linear(out, module, t.shape.at(0), t.shape.at(1));
+      continue;
+    }
     if (config.bnb && linear && weight && bnb_converts(module, bnb_kept)) {
       TensorSpec w;
       w.name = t.name;

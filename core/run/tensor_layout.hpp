@@ -19,6 +19,12 @@ struct TensorSpec {
   // An [out, in] Linear weight or an embedding: the CPU reads it in its stored dtype (the decode
   // kernels convert in registers; a lookup takes a row), so a float32 CPU keeps it as the file has it.
   bool read_as_stored = false;
+  // Quantization state (bitsandbytes' absmax and code tables): kept and fetched in the stored dtype on
+  // every device, never cast to the compute dtype.
+  bool keep_dtype = false;
+  // Shapes the loader cannot know (they follow a block size stored beside them): checked by the reader
+  // of the quantization state instead.
+  bool shape_checked_later = false;
   // Each dimension in config.json's words ("num_key_value_heads (4) × head_dim (128) = 512"), for the
   // message when the checkpoint disagrees; empty for GPTQ's packed tensors.
   std::vector<std::string> dims;

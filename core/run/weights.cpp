@@ -36,7 +36,7 @@ namespace {
 
 c10::ScalarType dtype_on(const StoredTensor& s, const ExecutionPolicy& policy, const c10::Device& device) {
   const at::Tensor& t = s.tensor;
-  if (s.as_stored && device.is_cpu()) return t.scalar_type();
+  if ((s.as_stored && device.is_cpu()) || s.keep_dtype) return t.scalar_type();
   return at::isFloatingType(t.scalar_type()) ? policy.compute_dtype(device) : t.scalar_type();
 }
 

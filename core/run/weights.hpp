@@ -35,6 +35,7 @@ struct StoredTensor {
   Device placement;     // as the device map says
   bool aliases_file = false;  // zero copy: the bytes are the checkpoint file's pages
   bool as_stored = false;     // the CPU reads it in its own dtype, not the compute dtype (a 16-bit matrix)
+  bool keep_dtype = false;    // every device reads it in its own dtype (quantization state)
 };
 
 class Weights {
