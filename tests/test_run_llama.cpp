@@ -6,6 +6,7 @@
 #include <cmath>
 #include <algorithm>
 #include <fstream>
+#include <functional>
 #include <numeric>
 #include <optional>
 #include <random>
@@ -378,6 +379,9 @@ class RandomLlama {
     return logits;
   }
 
+ // The tensors written as they are (quantized layers), for tests that spoil one.
+  std::map<std::string, Raw>& raw_tensors() { return raw_; }
+
  private:
   std::string type() const { return variant_.config.value("model_type", ""); }
   bool qwen3() const { return type() == "qwen3" || type() == "qwen3_moe"; }
@@ -674,6 +678,12 @@ class TestRunLlama : public QObject {
       QVERIFY(s.find_tensor("model.layers.0.self_attn.q_proj.SCB") < 0);
       QVERIFY(s.find_tensor("model.layers.0.self_attn.q_proj.weight.absmax") < 0);
     }
+    // 4-bit layers in RAM (block 0) are read by the decode kernels as codes; block 1's stay on "disk".
+    const auto quant = variant.config.value("quantization_config", json::object());
+    if (quant.value("load_in_4bit", false) || quant.value("bits", 0) == 4)
+      QCOMPARE(report.packed_linears, std::size_t{7});
+    else
+      QCOMPARE(report.packed_linears, std::size_t{0});
     const Logits whole = model.evaluate(kSequence);
     for (std::size_t p = 0; p < kSequence.size(); ++p) {
       const double err = max_error(whole.row(std::int64_t(p)), reference[p]);
@@ -721,6 +731,59 @@ class TestRunLlama : public QObject {
       const std::string m = e.what();
       QVERIFY2(m.find("model.layers.1.mlp.down_proj.g_idx") != std::string::npos && m.find("group 99") != std::string::npos,
                m.c_str());
+    }
+  }
+
+  void bnb4BadStatesAreNamed() {
+    // Each spoils one part of block 1's q_proj (on "disk": checked at load all the same) and must be
+    // refused at load, naming the tensor and the key.
+    auto config = base_config("llama");
+    config["torch_dtype"] = "float16";
+    config["quantization_config"] = {{"quant_method", "bitsandbytes"}, {"load_in_4bit", true}, {"bnb_4bit_quant_type", "nf4"}};
+    const std::string w = "model.layers.1.self_attn.q_proj.weight";
+    const std::string state_name = w + ".quant_state.bitsandbytes__nf4";
+    const auto text_tensor = [](const std::string& t) {
+      return Raw{DType::U8, {std::int64_t(t.size())}, bytes_of(std::vector<char>(t.begin(), t.end()))};
+    };
+    const json state = {{"quant_type", "nf4"}, {"blocksize", 64}, {"dtype", "float16"}, {"shape", {H * D, E}}};
+    struct Case {
+      const char* what;
+      std::function<void(std::map<std::string, Raw>&)> spoil;
+      std::vector<std::string> named;
+    };
+    const std::vector<Case> cases = {
+        {"a block size bitsandbytes has not", [&](auto& raw) { auto s = state; s["blocksize"] = 48; raw[state_name] = text_tensor(s.dump()); },
+         {state_name, "'blocksize'", "48"}},
+        {"an unknown quant type", [&](auto& raw) { auto s = state; s["quant_type"] = "nf5"; raw[state_name] = text_tensor(s.dump()); },
+         {state_name, "'quant_type'", "nf5"}},
+        {"a shape that is not the module's", [&](auto& raw) { auto s = state; s["shape"] = {E, E + 2}; raw[state_name] = text_tensor(s.dump()); },
+         {state_name, "'shape'", std::to_string(H * D) + ", " + std::to_string(E)}},
+        {"a block size absmax disagrees with", [&](auto& raw) { auto s = state; s["blocksize"] = 128; raw[state_name] = text_tensor(s.dump()); },
+         {w + ".absmax", "'blocksize'", "36 values"}},
+        {"a code table that is not NF4", [&](auto& raw) { reinterpret_cast<float*>(raw[w + ".quant_map"].bytes.data())[3] = 0.5f; },
+         {w + ".quant_map", "value 3"}},
+        {"a state that is no JSON", [&](auto& raw) { raw[state_name] = text_tensor("{x"); },
+         {state_name, "JSON"}},
+        {"codes that do not cover the matrix", [&](auto& raw) { raw[w].shape = {H * D * E / 2 - 1, 1}; raw[w].bytes.resize(raw[w].bytes.size() - 1); },
+         {w, "[1151, 1]", "config.json implies"}},
+        {"both quant state names", [&](auto& raw) { raw[w + ".quant_state.bitsandbytes__fp4"] = raw[state_name]; }, {state_name, "both"}},
+    };
+    for (const auto& c : cases) {
+      testkit::TempDir dir;
+      RandomLlama made(Variant{config, true}, 5);
+      c.spoil(made.raw_tensors());
+      made.write(dir.path());
+      DeviceMap map({{"", Device::cpu()}});
+      map.set("model.layers.1", Device::disk());
+      try {
+        Model::load(dir.path(), map);
+        QFAIL((std::string(c.what) + " was accepted").c_str());
+      } catch (const Error& e) {
+        const std::string m = e.what();
+        for (const auto& part : c.named) QVERIFY2(m.find(part) != std::string::npos, (std::string(c.what) + ": " + m).c_str());
+      } catch (const std::exception& e) {
+        QFAIL((std::string(c.what) + ": not a devicemap::Error: " + e.what()).c_str());
+      }
     }
   }
 

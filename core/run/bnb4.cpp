@@ -21,23 +21,18 @@ bool bnb_blocksize(std::int64_t b) { return b >= 32 && b <= 4096 && (b & (b - 1)
 
 }  // namespace
 
-at::Tensor Bnb4Linear::dequantize() const {
-  const std::int64_t n = out * in;
-  const at::Tensor bytes = codes.reshape({-1}).to(at::kLong);
-  // Element 2i is byte i's high nibble, element 2i + 1 its low one.
-  const at::Tensor index = at::stack({bytes.bitwise_right_shift(4), bytes.bitwise_and(15)}, 1).reshape({-1}).narrow(0, 0, n);
-  const at::Tensor values = at::from_blob(const_cast<float*>(table), {16}, at::TensorOptions().dtype(at::kFloat)).index_select(0, index);
-  const at::Tensor scale = absmax.repeat_interleave(blocksize).narrow(0, 0, n);
-  return values.mul(scale).view({out, in});
-}
-
-Bnb4Linear read_bnb4(const std::string& module, std::int64_t out, std::int64_t in,
-                     const std::function<at::Tensor(const std::string&)>& fetch) {
+std::shared_ptr<const PackedLinear> read_bnb4(const std::string& module, std::int64_t out, std::int64_t in,
+                                              const std::function<at::Tensor(const std::string&)>& fetch) {
   const std::string w = module + ".weight";
-  Bnb4Linear q;
-  q.out = out;
-  q.in = in;
+  if (in % 2 != 0)
+    throw Error("bitsandbytes 4-bit Linear '" + module + "' has " + std::to_string(in) + " input features; rows of an odd length do not start on a byte");
+  auto q = std::make_shared<PackedLinear>();
+  q->out = out;
+  q->in = in;
   const std::int64_t n = out * in;
+  std::string quant_type;
+  std::int64_t blocksize = 0;
+  const float* table = nullptr;
 
   // The quant state's JSON: exactly one of the two names.
   const at::Tensor nf4 = fetch(w + ".quant_state.bitsandbytes__nf4"), fp4 = fetch(w + ".quant_state.bitsandbytes__fp4");
@@ -60,27 +55,27 @@ Bnb4Linear read_bnb4(const std::string& module, std::int64_t out, std::int64_t i
   };
 
   if (!state.contains("quant_type") || !state["quant_type"].is_string()) throw fail("quant_type", "must be a string");
-  q.quant_type = state["quant_type"].get<std::string>();
-  if (q.quant_type != "nf4" && q.quant_type != "fp4")
-    throw fail("quant_type", "is '" + q.quant_type + "', not a 4-bit type bitsandbytes has (nf4, fp4)");
-  if (!state_name.ends_with(q.quant_type)) throw fail("quant_type", "is '" + q.quant_type + "', which the tensor's name contradicts");
-  q.table = q.quant_type == "nf4" ? kernels::nf4_table() : kernels::fp4_table();
-  q.blocksize = integer("blocksize");
-  if (!bnb_blocksize(q.blocksize)) throw fail("blocksize", "is " + std::to_string(q.blocksize) + ", not a power of two from 32 to 4096");
+  quant_type = state["quant_type"].get<std::string>();
+  if (quant_type != "nf4" && quant_type != "fp4")
+    throw fail("quant_type", "is '" + quant_type + "', not a 4-bit type bitsandbytes has (nf4, fp4)");
+  if (!state_name.ends_with(quant_type)) throw fail("quant_type", "is '" + quant_type + "', which the tensor's name contradicts");
+  table = quant_type == "nf4" ? kernels::nf4_table() : kernels::fp4_table();
+  blocksize = integer("blocksize");
+  if (!bnb_blocksize(blocksize)) throw fail("blocksize", "is " + std::to_string(blocksize) + ", not a power of two from 32 to 4096");
   if (!state.contains("shape") || !state["shape"].is_array() || state["shape"].size() != 2 || !state["shape"][0].is_number_integer() ||
       !state["shape"][1].is_number_integer() || state["shape"][0].get<std::int64_t>() != out || state["shape"][1].get<std::int64_t>() != in)
     throw fail("shape", "is " + (state.contains("shape") ? state["shape"].dump() : std::string("missing")) + ", where config.json implies [" +
                             std::to_string(out) + ", " + std::to_string(in) + "]");
   if (!state.contains("dtype") || !state["dtype"].is_string()) throw fail("dtype", "must be a string");
-  const std::int64_t blocks = (n + q.blocksize - 1) / q.blocksize;
+  const std::int64_t blocks = (n + blocksize - 1) / blocksize;
 
   // The codes.
-  q.codes = fetch(w);
-  if (!q.codes.defined()) throw Error("bitsandbytes 4-bit Linear '" + module + "': the checkpoint has no tensor '" + w + "'");
-  if (q.codes.scalar_type() != at::kByte || q.codes.numel() != (n + 1) / 2)
-    throw Error("tensor '" + w + "' is " + std::string(c10::toString(q.codes.scalar_type())) + " " + shape_text(q.codes) + ", where " +
+  q->codes = fetch(w);
+  if (!q->codes.defined()) throw Error("bitsandbytes 4-bit Linear '" + module + "': the checkpoint has no tensor '" + w + "'");
+  if (q->codes.scalar_type() != at::kByte || q->codes.numel() != (n + 1) / 2)
+    throw Error("tensor '" + w + "' is " + std::string(c10::toString(q->codes.scalar_type())) + " " + shape_text(q->codes) + ", where " +
                 std::to_string(out) + " × " + std::to_string(in) + " 4-bit codes take uint8 [" + std::to_string((n + 1) / 2) + ", 1]");
-  q.codes = q.codes.contiguous();
+  q->codes = q->codes.contiguous();
 
   // The code table must be the one the type names (bitsandbytes' kernels decode with their own).
   const at::Tensor map = fetch(w + ".quant_map");
@@ -89,16 +84,16 @@ Bnb4Linear read_bnb4(const std::string& module, std::int64_t out, std::int64_t i
     throw Error("tensor '" + w + ".quant_map' is " + std::string(c10::toString(map.scalar_type())) + " " + shape_text(map) + ", not float32 [16]");
   const at::Tensor map_c = map.contiguous();
   for (int i = 0; i < 16; ++i)
-    if (!(std::abs(map_c.data_ptr<float>()[i] - q.table[i]) <= 1e-6f))
+    if (!(std::abs(map_c.data_ptr<float>()[i] - table[i]) <= 1e-6f))
       throw Error("tensor '" + w + ".quant_map': value " + std::to_string(i) + " is " + std::to_string(map_c.data_ptr<float>()[i]) +
-                  ", not the " + q.quant_type + " code's " + std::to_string(q.table[i]));
+                  ", not the " + quant_type + " code's " + std::to_string(table[i]));
 
   // absmax, plain or double-quantized.
   const at::Tensor absmax = fetch(w + ".absmax");
   if (!absmax.defined()) throw Error("bitsandbytes 4-bit Linear '" + module + "': the checkpoint has no tensor '" + w + ".absmax'");
   if (absmax.numel() != blocks)
     throw Error("tensor '" + w + ".absmax' has " + std::to_string(absmax.numel()) + " values, where " + std::to_string(n) +
-                " elements in blocks of " + std::to_string(q.blocksize) + " (key 'blocksize' of '" + state_name + "') need " + std::to_string(blocks));
+                " elements in blocks of " + std::to_string(blocksize) + " (key 'blocksize' of '" + state_name + "') need " + std::to_string(blocks));
   const at::Tensor nested = fetch(w + ".nested_absmax"), nested_map = fetch(w + ".nested_quant_map");
   if (nested.defined() != nested_map.defined() || nested.defined() != state.contains("nested_offset"))
     throw Error("bitsandbytes 4-bit Linear '" + module + "': a double-quantized state needs '" + w + ".nested_absmax', '" + w +
@@ -106,7 +101,7 @@ Bnb4Linear read_bnb4(const std::string& module, std::int64_t out, std::int64_t i
   if (!nested.defined()) {
     if (absmax.scalar_type() != at::kFloat)
       throw Error("tensor '" + w + ".absmax' is " + std::string(c10::toString(absmax.scalar_type())) + ", not float32 (no nested state to decode it)");
-    q.absmax = absmax.contiguous();
+    q->scale = absmax.contiguous();
   } else {
     const std::int64_t nested_block = integer("nested_blocksize");
     if (!bnb_blocksize(nested_block)) throw fail("nested_blocksize", "is " + std::to_string(nested_block) + ", not a power of two from 32 to 4096");
@@ -122,9 +117,10 @@ Bnb4Linear read_bnb4(const std::string& module, std::int64_t out, std::int64_t i
                   std::to_string(blocks) + " absmax codes in blocks of " + std::to_string(nested_block) + " need float32 [" + std::to_string(nested_blocks) + "]");
     // dequantize_blockwise(absmax codes, state2) + offset.
     const at::Tensor scale = nested.contiguous().repeat_interleave(nested_block).narrow(0, 0, blocks);
-    q.absmax = nested_map.contiguous().index_select(0, absmax.reshape({-1}).to(at::kLong)).mul(scale).add(offset).contiguous();
+    q->scale = nested_map.contiguous().index_select(0, absmax.reshape({-1}).to(at::kLong)).mul(scale).add(offset).contiguous();
   }
-  if (!at::isfinite(q.absmax).all().item<bool>()) throw Error("tensor '" + w + ".absmax' holds a value that is not finite");
+  if (!at::isfinite(q->scale).all().item<bool>()) throw Error("tensor '" + w + ".absmax' holds a value that is not finite");
+  q->layout = {table, static_cast<std::size_t>(blocksize), q->scale.data_ptr<float>(), nullptr, 0};
   return q;
 }
 

@@ -15,30 +15,19 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
-#include "kernels/codes4.hpp"
+#include "run/packed_linear.hpp"
 
 namespace devicemap {
 
-struct Bnb4Linear {
-  at::Tensor codes;   // uint8, as stored
-  at::Tensor absmax;  // float32 [blocks], contiguous
-  std::int64_t out = 0, in = 0, blocksize = 0;
-  std::string quant_type;  // "nf4" or "fp4"
-  const float* table = nullptr;
-
-  // The kernels' view; valid while this object lives.
-  kernels::Codes4 codes4() const { return {table, static_cast<std::size_t>(blocksize), absmax.data_ptr<float>(), nullptr}; }
-  // W [out, in] in float32: table[code] · absmax[block], as bitsandbytes' dequantize_4bit computes it.
-  at::Tensor dequantize() const;
-};
-
 // `fetch(name)` returns the named tensor on the CPU, or an undefined tensor when the checkpoint has none.
-// `module` is the Linear's name ("model.layers.0.mlp.down_proj"), out × in its shape from config.json.
+// `module` is the Linear's name ("model.layers.0.mlp.down_proj"), out × in its shape from config.json
+// (in even). The result reads the stored codes in place; absmax is float32 (decoded when nested).
 // Throws devicemap::Error naming the tensor and key when the state disagrees with the shape, a block
 // size does not fit, or the quant type is unknown.
-Bnb4Linear read_bnb4(const std::string& module, std::int64_t out, std::int64_t in,
-                     const std::function<at::Tensor(const std::string&)>& fetch);
+std::shared_ptr<const PackedLinear> read_bnb4(const std::string& module, std::int64_t out, std::int64_t in,
+                                              const std::function<at::Tensor(const std::string&)>& fetch);
 
 }  // namespace devicemap

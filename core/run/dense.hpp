@@ -68,29 +68,11 @@ inline at::Tensor decode_dense_int8(const at::Tensor& x, const at::Tensor& weigh
   return x.scalar_type() == at::kFloat ? y : y.to(x.scalar_type());
 }
 
-// 4-bit codes (bitsandbytes NF4/FP4 as stored, kernels/codes4.hpp) through the decode kernels: half a
-// byte per weight read, plus the block scales.
+// Whether the decode kernels take x for a Linear of 4-bit codes with `in` inputs (run/packed_linear.hpp):
+// half a byte per weight read, plus the block scales.
 inline bool decode_codes4_takes(const at::Tensor& x, std::int64_t in) {
   return decode_kernels_in_use() && x.is_cpu() && x.dim() == 2 && x.size(0) >= 1 &&
          x.size(0) <= static_cast<std::int64_t>(kernels::kMaxBatch) && x.size(1) == in && in % 2 == 0;
-}
-
-// x·Wᵀ (+ b) in x's dtype for W [out, in] held as `codes` (uint8, rows of in / 2 bytes).
-inline at::Tensor decode_dense_codes4(const at::Tensor& x, const at::Tensor& codes, std::int64_t out, std::int64_t in,
-                                      const kernels::Codes4& c4, const at::Tensor& bias) {
-  const at::Tensor xf = x.to(at::kFloat).contiguous();
-  at::Tensor y = at::empty({x.size(0), out}, xf.options());
-  kernels::Matrix m;
-  m.data = codes.data_ptr();
-  m.dtype = DType::U8;
-  m.rows = static_cast<std::size_t>(out);
-  m.cols = static_cast<std::size_t>(in);
-  m.row_stride = static_cast<std::size_t>(in / 2);
-  m.codes4 = &c4;
-  const kernels::Product p{m, y.data_ptr<float>(), static_cast<std::size_t>(out)};
-  kernels::matvec({&p, 1}, xf.data_ptr<float>(), static_cast<std::size_t>(x.size(0)), static_cast<std::size_t>(x.size(1)));
-  if (bias.defined()) y.add_(bias);
-  return x.scalar_type() == at::kFloat ? y : y.to(x.scalar_type());
 }
 
 // A matrix kept in 16 bits (a float16 file on a float32 CPU) widened to float32 for LibTorch's matrix

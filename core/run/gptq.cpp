@@ -45,4 +45,41 @@ at::Tensor dequantize_gptq(const at::Tensor& qweight, const at::Tensor& qzeros, 
   return levels.mul(scales.index_select(0, groups)).t();
 }
 
+std::shared_ptr<const PackedLinear> pack_gptq4(const at::Tensor& qweight, const at::Tensor& qzeros, const at::Tensor& scales,
+                                               const at::Tensor& g_idx, const GptqConfig& config) {
+  if (config.bits != 4) throw Error("GPTQ: only 4-bit layers are packed for the decode kernels");
+  if (qweight.scalar_type() != at::kInt || qzeros.scalar_type() != at::kInt) throw Error("GPTQ qweight and qzeros must be int32");
+  at::Tensor q = unpack(qweight, 4, 0).t();  // [out, in]
+  at::Tensor zeros = unpack(qzeros, 4, 1);   // [groups, out]
+  if (config.zero_offset) zeros = zeros.add(1);
+  const std::int64_t out = q.size(0), in = q.size(1);
+  const std::int64_t size = config.group_size < 0 ? in : config.group_size;
+  const std::int64_t groups = (in + size - 1) / size;
+  if (zeros.size(0) != groups || scales.size(0) != groups || zeros.size(1) != out || scales.size(1) != out)
+    throw Error("GPTQ tensors do not fit together (qweight, qzeros, scales)");
+  auto p = std::make_shared<PackedLinear>();
+  p->out = out;
+  p->in = in;
+  const at::Tensor natural = at::arange(in, at::TensorOptions().dtype(at::kLong)).div(size, "floor");
+  if (g_idx.defined()) {
+    const at::Tensor g = g_idx.to(at::kLong);
+    if (!at::equal(g, natural)) {
+      // Act order: sorted by group, each group must be the group_size columns a block covers.
+      const at::Tensor order = std::get<1>(g.sort(/*stable=*/true, 0, false));
+      if (!at::equal(g.index_select(0, order), natural)) return nullptr;
+      q = q.index_select(1, order);
+      p->columns = order.contiguous();
+    }
+  }
+  const at::Tensor even = q.slice(1, 0, in, 2), odd = q.slice(1, 1, in, 2);
+  p->codes = even.bitwise_left_shift(4).bitwise_or(odd).to(at::kByte).contiguous();
+  // (q − zero)·scale = q·scale + (−zero·scale), per output row and group.
+  const at::Tensor s = scales.to(at::kFloat).t().contiguous();  // [out, groups]
+  p->scale = s.reshape({-1});
+  p->offset = zeros.t().to(at::kFloat).mul(s).neg().reshape({-1}).contiguous();
+  p->layout = {kernels::integer4_table(), static_cast<std::size_t>(size), p->scale.data_ptr<float>(), p->offset.data_ptr<float>(),
+               static_cast<std::size_t>(groups)};
+  return p;
+}
+
 }  // namespace devicemap

@@ -5,7 +5,10 @@
 // one in the "gptq" checkpoint format. Layers stay packed in memory and are expanded when they run.
 #include <ATen/core/Tensor.h>
 
+#include <memory>
+
 #include "run/model_config.hpp"
+#include "run/packed_linear.hpp"
 
 namespace devicemap {
 
@@ -14,5 +17,10 @@ namespace devicemap {
 // dtypes or shapes do not fit together.
 at::Tensor dequantize_gptq(const at::Tensor& qweight, const at::Tensor& qzeros, const at::Tensor& scales,
                            const at::Tensor& g_idx, const GptqConfig& config);
+
+// The same tensors (4 bits) as rows of codes for the decode kernels (run/packed_linear.hpp); nullptr
+// when act-order groups are not each group_size columns (then the layer is expanded as above).
+std::shared_ptr<const PackedLinear> pack_gptq4(const at::Tensor& qweight, const at::Tensor& qzeros, const at::Tensor& scales,
+                                               const at::Tensor& g_idx, const GptqConfig& config);
 
 }  // namespace devicemap

@@ -10,7 +10,6 @@
 #include <initializer_list>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -21,6 +20,7 @@
 #include "run/gptq.hpp"
 #include "run/kv_cache.hpp"
 #include "run/model_config.hpp"
+#include "run/packed_linear.hpp"
 #include "run/prefetcher.hpp"
 #include "run/rope.hpp"
 #include "run/tensor_layout.hpp"
@@ -163,13 +163,15 @@ class Llama final : public Transformer {
   // prompt or a GPU); or expanded from its GPTQ words on the device that runs it, each time it runs.
   at::Tensor linear(const std::string& name, const at::Tensor& x, const c10::Device& device) const {
     at::Tensor weight;
-    if (c_.gptq)
+    if (const PackedLinear* packed = w_.packed(name)) {  // 4-bit codes in RAM (bitsandbytes, GPTQ)
+      if (decode_codes4_takes(x, packed->in)) return packed->decode(x, p_.fetch_if_present(name + ".bias", device));
+      weight = packed->dequantize().to(device, x.scalar_type());
+    } else if (c_.gptq)
       weight = dequantize_gptq(p_.fetch(name + ".qweight", device), p_.fetch(name + ".qzeros", device),
                                p_.fetch(name + ".scales", device), p_.fetch_if_present(name + ".g_idx", device), *c_.gptq);
-    else if (c_.bnb && w_.contains(name + ".weight.quant_map")) {  // bitsandbytes 4-bit: codes with a scale per block
+    else if (c_.bnb && w_.contains(name + ".weight.quant_map")) {  // bitsandbytes 4-bit on "disk" or a GPU: read per use
       const auto q = bnb4(name);
-      if (decode_codes4_takes(x, q->in))
-        return decode_dense_codes4(x, q->codes, q->out, q->in, q->codes4(), p_.fetch_if_present(name + ".bias", device));
+      if (decode_codes4_takes(x, q->in)) return q->decode(x, p_.fetch_if_present(name + ".bias", device));
       weight = q->dequantize().to(device, x.scalar_type());
     }
     else if (c_.bnb && w_.contains(name + ".SCB")) {  // bitsandbytes 8-bit: int8 rows times absmax / 127
@@ -183,18 +185,14 @@ class Llama final : public Transformer {
     return dense(x, weight, p_.fetch_if_present(name + ".bias", device));
   }
 
-  // A bitsandbytes 4-bit Linear's codes and float32 absmax, checked once and kept while its weights stay
-  // where they are; read again each time from "disk", where keeping them would hold the weights in RAM.
-  std::shared_ptr<const Bnb4Linear> bnb4(const std::string& name) const {
-    std::lock_guard lock(bnb4_mutex_);
-    if (const auto it = bnb4_.find(name); it != bnb4_.end()) return it->second;
+  // A bitsandbytes 4-bit Linear not kept packed (its codes on "disk", where keeping them would hold
+  // them in RAM, or on a GPU): its state read on the CPU each time it runs (checked once at load).
+  std::shared_ptr<const PackedLinear> bnb4(const std::string& name) const {
     const auto shape = linear_shapes_.find(name);
     if (shape == linear_shapes_.end()) throw Error("'" + name + "' is no Linear of this model");
     const c10::Device cpu(c10::kCPU);
     const auto fetch = [&](const std::string& n) { return w_.contains(n) ? p_.fetch(n, cpu) : at::Tensor(); };
-    auto q = std::make_shared<const Bnb4Linear>(read_bnb4(name, shape->second.first, shape->second.second, fetch));
-    if (!w_.stored(name + ".weight").placement.is_disk() && !w_.needs_transfer(name + ".weight", cpu)) bnb4_[name] = q;
-    return q;
+    return read_bnb4(name, shape->second.first, shape->second.second, fetch);
   }
 
   // Block Linears that read the same input (q/k/v, gate/up): one pass of the decode kernels when they
@@ -202,6 +200,13 @@ class Llama final : public Transformer {
   std::vector<at::Tensor> linears(const std::string& prefix, std::initializer_list<const char*> names, const at::Tensor& x,
                                   const c10::Device& device) const {
     std::vector<at::Tensor> weights, biases, out;
+    std::vector<const PackedLinear*> packed;
+    for (const char* n : names)
+      if (const PackedLinear* l = w_.packed(prefix + n)) packed.push_back(l);
+    if (packed.size() == names.size() && decode_codes4_takes(x, packed.front()->in)) {
+      for (const char* n : names) biases.push_back(p_.fetch_if_present(prefix + n + ".bias", device));
+      return decode_together(x, packed, biases);
+    }
     bool fused = !c_.gptq && !c_.bnb;
     for (const char* n : names) {
       if (!fused) break;
@@ -358,8 +363,6 @@ class Llama final : public Transformer {
   const Weights& w_;
   Prefetcher& p_;
   std::map<std::string, std::pair<std::int64_t, std::int64_t>> linear_shapes_;
-  mutable std::mutex bnb4_mutex_;
-  mutable std::map<std::string, std::shared_ptr<const Bnb4Linear>> bnb4_;
   at::Tensor inv_freq_;
   ModelConfig local_;  // the config of Gemma 3's local layers' RoPE
   at::Tensor local_inv_freq_;

@@ -69,6 +69,8 @@ struct LoadReport {
   std::uint64_t offloaded_bytes = 0;   // written to the offload folder
   std::uint64_t reused_offload_bytes = 0;  // found there from an earlier load, and used as they were
   std::vector<std::string> notes;      // choices made for the user, one sentence each
+  std::size_t packed_linears = 0;      // quantized Linears the decode kernels read as 4-bit codes in RAM
+  std::uint64_t packed_bytes = 0;      // their codes and block scales
 };
 
 }  // namespace devicemap

@@ -1,6 +1,7 @@
 #include "run/model.hpp"
 
 #include <chrono>
+#include <set>
 
 #include "format/checkpoint.hpp"
 #include "kernels/memory_read.hpp"
@@ -12,6 +13,7 @@
 #include "run/kv_cache.hpp"
 #include "run/load_plan.hpp"
 #include "run/loader.hpp"
+#include "run/packed_linear.hpp"
 #include "run/prefetcher.hpp"
 #include "run/transformer.hpp"
 
@@ -94,6 +96,11 @@ Model Model::load(const Checkpoint& checkpoint, const DeviceMap& map, const Load
   if (options.check_memory) check_memory(plan, detect_machine(options.offload_folder.value_or(".")));
   try {
     impl->weights = load_weights(plan, options, impl->report);
+    pack_linears(*impl->weights, impl->config);
+    impl->weights->for_each_packed([&](const std::string&, const PackedLinear& l) {
+      ++impl->report.packed_linears;
+      impl->report.packed_bytes += l.bytes();
+    });
   } catch (const c10::Error& e) {  // out of device memory, mostly
     throw Error(checkpoint.dir().string() + ": loading failed: " + e.what_without_backtrace());
   }
@@ -156,15 +163,26 @@ double Model::weight_read_seconds(int passes) const {
     std::size_t n;
   };
   std::vector<Piece> pieces;
+  std::set<const void*> read;  // a packed Linear may hold stored tensors themselves (bitsandbytes codes)
   const bool tied = impl_->config.tie_word_embeddings;
   impl_->weights->for_each([&](const std::string& name, const StoredTensor& t) {
     if (!t.tensor.is_cpu()) return;
+    read.insert(t.tensor.data_ptr());
     const bool input_embedding = name.ends_with("embed_tokens.weight") || name.ends_with("wte.weight") || name.ends_with("wpe.weight");
     if (input_embedding && !(tied && !name.ends_with("wpe.weight"))) return;
     const auto* bytes = static_cast<const std::byte*>(t.tensor.data_ptr());
     const std::size_t words = t.tensor.nbytes() / 8;
     for (std::size_t at = 0; at < words; at += std::size_t{1} << 17)
       pieces.push_back({reinterpret_cast<const std::uint64_t*>(bytes) + at, std::min<std::size_t>(std::size_t{1} << 17, words - at)});
+  });
+  impl_->weights->for_each_packed([&](const std::string&, const PackedLinear& l) {  // codes and their block scales
+    for (const at::Tensor* t : {&l.codes, &l.scale, &l.offset}) {
+      if (!t->defined() || t->nbytes() < 8 || !read.insert(t->data_ptr()).second) continue;
+      const auto* bytes = static_cast<const std::byte*>(t->data_ptr());
+      const std::size_t words = t->nbytes() / 8;
+      for (std::size_t at = 0; at < words; at += std::size_t{1} << 17)
+        pieces.push_back({reinterpret_cast<const std::uint64_t*>(bytes) + at, std::min<std::size_t>(std::size_t{1} << 17, words - at)});
+    }
   });
   double best = 0;
   std::vector<std::uint64_t> sums(pieces.size());

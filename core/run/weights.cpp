@@ -101,4 +101,24 @@ DType dtype_of(c10::ScalarType type) {
   }
 }
 
+void Weights::add_packed(const std::string& module, std::shared_ptr<const PackedLinear> linear) {
+  packed_[module] = std::move(linear);
+}
+
+const PackedLinear* Weights::packed(std::string_view module) const {
+  const auto it = packed_.find(module);
+  return it == packed_.end() ? nullptr : it->second.get();
+}
+
+void Weights::for_each_packed(const std::function<void(const std::string&, const PackedLinear&)>& f) const {
+  for (const auto& [name, p] : packed_) f(name, *p);
+}
+
+void Weights::release(std::string_view name) {
+  const auto it = tensors_.find(name);
+  if (it == tensors_.end()) throw Error("tensor '" + std::string(name) + "' is not loaded");
+  it->second.tensor = at::empty({0}, it->second.tensor.options());
+  it->second.aliases_file = false;
+}
+
 }  // namespace devicemap

@@ -10,6 +10,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,6 +30,8 @@ struct ExecutionPolicy {
   c10::Device execution_device(const Device& placement) const;
   c10::ScalarType compute_dtype(const c10::Device& device) const { return device.is_cpu() ? cpu_dtype : gpu_dtype; }
 };
+
+struct PackedLinear;  // run/packed_linear.hpp
 
 struct StoredTensor {
   at::Tensor tensor;    // on its GPU, in RAM, or aliasing the checkpoint's mapping
@@ -60,6 +63,14 @@ class Weights {
   at::Tensor fetch_if_present(std::string_view name, const c10::Device& device) const;
 
   void for_each(const std::function<void(const std::string&, const StoredTensor&)>& f) const;
+
+  // A Linear's packed form for the decode kernels (run/packed_linear.hpp), by module name.
+  void add_packed(const std::string& module, std::shared_ptr<const PackedLinear> linear);
+  const PackedLinear* packed(std::string_view module) const;
+  void for_each_packed(const std::function<void(const std::string&, const PackedLinear&)>& f) const;
+  // Frees a tensor whose data now lives in a packed form: it stays listed with its placement (so that
+  // execution_device() still answers), holding no bytes.
+  void release(std::string_view name);
   std::size_t size() const { return tensors_.size(); }
   std::size_t tied() const { return ties_.size(); }
 
@@ -67,6 +78,7 @@ class Weights {
   ExecutionPolicy policy_;
   std::map<std::string, StoredTensor, std::less<>> tensors_;
   std::map<std::string, std::string, std::less<>> ties_;
+  std::map<std::string, std::shared_ptr<const PackedLinear>, std::less<>> packed_;
 };
 
 // LibTorch's element type for a checkpoint dtype; nullopt for those LibTorch cannot hold (float8 and the

@@ -1,0 +1,56 @@
+#pragma once
+// Internal to the running layer (includes ATen). A quantized block Linear in the form the decode kernels
+// read, made once when the model loads:
+//   - bitsandbytes 4-bit: the stored codes as they are, absmax in float32 (decoded from its nested state
+//     when double-quantized; run/bnb4.hpp);
+//   - GPTQ 4-bit: the int32 words [in/8, out] repacked into rows of codes [out, in/2], with the group's
+//     scale and −zero·scale as each block's scale and offset; act-order columns are sorted by group so
+//     that a group is one block, and the input is gathered in that order (`columns`). The originals are
+//     released, so the layer is held once.
+// Layers on "disk" or a GPU are left as stored (read per use, or expanded where they run).
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "kernels/codes4.hpp"
+#include "kernels/matvec.hpp"
+#include "run/model_config.hpp"
+
+namespace devicemap {
+
+class Weights;
+
+struct PackedLinear {
+  std::int64_t out = 0, in = 0;
+  at::Tensor codes;          // uint8 [out, in/2] or the stored flat codes: 4-bit, two per byte, high nibble first
+  at::Tensor scale, offset;  // float32 per block; offset undefined when none
+  at::Tensor columns;        // int64 [in]: codes' column j is input columns[j] (GPTQ act order); else undefined
+  kernels::Codes4 layout;    // table, block, row_blocks; its pointers refer to scale and offset
+
+  kernels::Matrix matrix() const;
+  // W [out, in] in float32, columns in the input's order.
+  at::Tensor dequantize() const;
+  // y = x·Wᵀ (+ bias) in x's dtype through the decode kernels; x [rows ≤ kMaxBatch, in] on the CPU.
+  at::Tensor decode(const at::Tensor& x, const at::Tensor& bias) const;
+  std::uint64_t bytes() const;
+};
+
+// decode() of several packed Linears of one input (q/k/v, gate/up) in one pass over the thread pool;
+// those whose input is gathered (act order) run one by one.
+std::vector<at::Tensor> decode_together(const at::Tensor& x, std::span<const PackedLinear* const> linears,
+                                        std::span<const at::Tensor> biases);
+
+// A 4-bit GPTQ Linear's words as one PackedLinear; nullopt-like (nullptr) when its groups cannot be
+// blocks (act order whose groups are not each group_size columns). Throws devicemap::Error when shapes
+// disagree.
+std::shared_ptr<const PackedLinear> pack_gptq4(const at::Tensor& qweight, const at::Tensor& qzeros, const at::Tensor& scales,
+                                               const at::Tensor& g_idx, const GptqConfig& config);
+
+// Builds the packed forms of every quantized block Linear resident on the CPU and registers them with
+// `weights` (Weights::packed), checking each bitsandbytes 4-bit state wherever it lies.
+void pack_linears(Weights& weights, const ModelConfig& config);
+
+}  // namespace devicemap
