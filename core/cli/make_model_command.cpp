@@ -1,4 +1,5 @@
 // devicemap make-model OUT_DIR --catalog NAME | --config FILE [--layers N] [--dtype D] [--seed S] [--shard-size SIZE]
+//                      [--quantize bnb8|nf4|fp4|gptq4]
 #ifdef DEVICEMAP_HAVE_RUN_COMMANDS  // built with the running layer only
 #include <filesystem>
 #include <iostream>
@@ -26,12 +27,15 @@ const char* const kUsage =
     "  --dtype D             float16 (default), bfloat16 or float32\n"
     "  --seed S              random seed (default 0)\n"
     "  --shard-size SIZE     largest shard, e.g. 2GB (default 5GB, as transformers)\n"
+    "  --quantize FORMAT     write the block Linears quantized, as these tools save them:\n"
+    "                        bnb8 (bitsandbytes LLM.int8), nf4 / fp4 (bitsandbytes 4-bit, blocks of 64),\n"
+    "                        gptq4 (GPTQ 4-bit, groups of 128)\n"
     "  --force               write into a folder that already has a config.json\n";
 
 }  // namespace
 
 int make_model_command(Invocation& inv) {
-  const Args args(inv.args, {"catalog", "config", "layers", "dtype", "seed", "shard-size"}, {"help", "force"});
+  const Args args(inv.args, {"catalog", "config", "layers", "dtype", "seed", "shard-size", "quantize"}, {"help", "force"});
   if (args.flag("help")) {
     inv.out << kUsage;
     return 0;
@@ -54,6 +58,16 @@ int make_model_command(Invocation& inv) {
     const auto n = args.get_u64("layers", 0);
     if (n == 0) throw Error("--layers: '" + *layers + "' is not a positive number");
     config[config.contains("n_layer") ? "n_layer" : "num_hidden_layers"] = n;
+  }
+  if (auto q = args.get("quantize")) {
+    if (*q == "bnb8")
+      config["quantization_config"] = {{"quant_method", "bitsandbytes"}, {"load_in_8bit", true}};
+    else if (*q == "nf4" || *q == "fp4")
+      config["quantization_config"] = {{"quant_method", "bitsandbytes"}, {"load_in_4bit", true}, {"bnb_4bit_quant_type", *q}};
+    else if (*q == "gptq4")
+      config["quantization_config"] = {{"quant_method", "gptq"}, {"bits", 4}, {"group_size", 128}, {"desc_act", false}};
+    else
+      throw Error("--quantize: '" + *q + "' is not bnb8, nf4, fp4 or gptq4");
   }
   RandomCheckpointOptions o;
   if (auto d = args.get("dtype")) {

@@ -3,13 +3,16 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <ostream>
+#include <set>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "error.hpp"
 #include "format/atomic_file.hpp"
+#include "kernels/codes4.hpp"
 #include "run/model_config.hpp"
 #include "run/tensor_layout.hpp"
 
@@ -67,17 +70,47 @@ Fill fill_of(const std::string& name) {
   return Fill::Random;
 }
 
+// What a tensor holds: floating weights (by fill_of), or the parts of a quantized Linear.
+enum class Content { Float, RandomBytes, Constant, Blob };
+
 struct Planned {
   TensorSpec spec;
   std::uint64_t numel = 1;
   std::uint64_t begin = 0, end = 0;
+  DType dtype = DType::F32;
+  Content content = Content::Float;
+  std::vector<char> blob;  // Constant: one element's bytes; Blob: all of them
 };
 
-// Streams one tensor's values in the target dtype.
-void write_values(std::ostream& out, const Planned& t, DType dtype, double stddev, Random& random) {
+// Streams one tensor's values.
+void write_values(std::ostream& out, const Planned& t, double stddev, Random& random) {
+  const DType dtype = t.dtype;
+  const std::size_t width = static_cast<std::size_t>(dtype_bits(dtype) / 8);
+  if (t.content == Content::Blob) {
+    out.write(t.blob.data(), static_cast<std::streamsize>(t.blob.size()));
+    return;
+  }
+  if (t.content != Content::Float) {  // random bytes (int8 rows, 4-bit codes, GPTQ words) or one value repeated
+    std::vector<char> chunk;
+    for (std::uint64_t done = 0; done < t.numel;) {
+      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(t.numel - done, 1 << 20));
+      chunk.resize(n * width);
+      if (t.content == Content::RandomBytes) {
+        for (std::size_t i = 0; i < chunk.size(); ++i) {
+          char c = static_cast<char>(static_cast<int>((random.next() + 1.0f) * 128.0f) & 0xff);
+          if (dtype == DType::I8 && c == char(-128)) c = char(-127);  // LLM.int8 rows span −127…127
+          chunk[i] = c;
+        }
+      } else {
+        for (std::size_t i = 0; i < n; ++i) std::memcpy(&chunk[i * width], t.blob.data(), width);
+      }
+      out.write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+      done += n;
+    }
+    return;
+  }
   const float amplitude = static_cast<float>(stddev * std::sqrt(3.0));  // uniform with this stddev
   const Fill fill = fill_of(t.spec.name);
-  const std::size_t width = static_cast<std::size_t>(dtype_bits(dtype) / 8);
   std::vector<char> chunk;
   for (std::uint64_t done = 0; done < t.numel;) {
     const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(t.numel - done, 1 << 20));
@@ -109,7 +142,64 @@ RandomCheckpoint write_random_checkpoint(const std::filesystem::path& dir, const
   if (options.dtype != DType::F32 && options.dtype != DType::F16 && options.dtype != DType::BF16)
     throw Error("random checkpoints are float32, float16 or bfloat16");
   const ModelConfig c = ModelConfig::from_json(config, "config");
-  if (c.gptq || c.bnb) throw Error("random checkpoints are dense; leave quantization_config out");
+  if (c.gptq && c.gptq->bits != 4) throw Error("random GPTQ checkpoints are 4-bit");
+  if (c.bnb && c.bnb->double_quant) throw Error("random bitsandbytes 4-bit checkpoints are not double-quantized");
+  // Each quantized Linear's [out, in], from the unquantized layout.
+  std::map<std::string, std::pair<std::int64_t, std::int64_t>> linears;
+  if (c.gptq || c.bnb) {
+    ModelConfig plain = c;
+    plain.gptq.reset();
+    plain.bnb.reset();
+    for (const auto& spec : expected_tensors(plain))
+      if (spec.name.ends_with(".weight") && spec.shape.size() == 2) linears[spec.name.substr(0, spec.name.size() - 7)] = {spec.shape[0], spec.shape[1]};
+  }
+  const auto bytes_of = [](const auto& v) {
+    std::vector<char> b(sizeof v);
+    std::memcpy(b.data(), &v, sizeof v);
+    return b;
+  };
+  const float amplitude = static_cast<float>(options.stddev * std::sqrt(3.0));
+  const auto names = expected_tensors(c);
+  std::set<std::string> listed;
+  for (const auto& spec : names) listed.insert(spec.name);
+  // The dtype, shape and content of a quantized Linear's parts (GPTQ: random words, zeros 8, one scale;
+  // bitsandbytes 8-bit: random rows, one row scale; 4-bit: random codes, one absmax, the code table and
+  // the JSON state). Floating tensors stay in options.dtype.
+  const auto plan_quantized = [&](Planned& p) {
+    const std::string& n = p.spec.name;
+    const auto module_of = [&](std::string_view suffix) { return n.substr(0, n.size() - suffix.size()); };
+    if (n.ends_with(".qweight")) {
+      p.dtype = DType::I32, p.content = Content::RandomBytes;
+    } else if (n.ends_with(".qzeros")) {
+      const std::uint32_t eights = c.gptq->zero_offset ? 0x77777777u : 0x88888888u;  // zero 8, stored minus one in v1
+      p.dtype = DType::I32, p.content = Content::Constant, p.blob = bytes_of(eights);
+    } else if (n.ends_with(".scales")) {
+      p.dtype = DType::F16, p.content = Content::Constant, p.blob = bytes_of(to_f16(amplitude / 8));
+    } else if (n.ends_with(".SCB")) {
+      p.dtype = DType::F32, p.content = Content::Constant, p.blob = bytes_of(amplitude);
+    } else if (n.ends_with(".weight") && listed.count(n.substr(0, n.size() - 7) + ".SCB")) {
+      p.dtype = DType::I8, p.content = Content::RandomBytes;
+    } else if (n.ends_with(".weight") && listed.count(n + ".quant_map")) {
+      p.dtype = DType::U8, p.content = Content::RandomBytes;
+    } else if (c.bnb && n.ends_with(".weight.absmax")) {
+      const auto [out, in] = linears.at(module_of(".weight.absmax"));
+      p.spec.shape = {(out * in + c.bnb->blocksize - 1) / c.bnb->blocksize};
+      p.dtype = DType::F32, p.content = Content::Constant, p.blob = bytes_of(amplitude);
+    } else if (c.bnb && n.ends_with(".weight.quant_map")) {
+      const float* table = c.bnb->quant_type == "nf4" ? kernels::nf4_table() : kernels::fp4_table();
+      p.spec.shape = {16};
+      p.dtype = DType::F32, p.content = Content::Blob, p.blob.assign(reinterpret_cast<const char*>(table), reinterpret_cast<const char*>(table + 16));
+    } else if (c.bnb && n.ends_with(".weight.quant_state.bitsandbytes__" + c.bnb->quant_type)) {
+      const auto [out, in] = linears.at(module_of(".weight.quant_state.bitsandbytes__" + c.bnb->quant_type));
+      const std::string state = nlohmann::json{{"quant_type", c.bnb->quant_type}, {"blocksize", c.bnb->blocksize},
+                                               {"dtype", std::string(torch_name(options.dtype))}, {"shape", {out, in}}}.dump();
+      p.spec.shape = {static_cast<std::int64_t>(state.size())};
+      p.dtype = DType::U8, p.content = Content::Blob, p.blob.assign(state.begin(), state.end());
+    } else {
+      return false;
+    }
+    return true;
+  };
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw Error(dir.string() + ": cannot create the folder (" + ec.message() + ")");
@@ -117,15 +207,16 @@ RandomCheckpoint write_random_checkpoint(const std::filesystem::path& dir, const
   // Tensors in order, cut into shards of at most shard_bytes (a bigger tensor gets a shard of its own).
   std::vector<std::vector<Planned>> shards(1);
   std::uint64_t in_shard = 0, total = 0;
-  const std::uint64_t width = static_cast<std::uint64_t>(dtype_bits(options.dtype) / 8);
-  for (const auto& spec : expected_tensors(c)) {
-    if (!spec.tied_to.empty() || spec.optional) continue;
-    Planned p{spec, 1, 0, 0};
-    for (const auto d : spec.shape) {
+  for (const auto& spec : names) {
+    if (!spec.tied_to.empty()) continue;
+    Planned p{spec, 1, 0, 0, options.dtype, Content::Float, {}};
+    const bool quantized = (c.gptq || c.bnb) && plan_quantized(p);
+    if (spec.optional && !quantized) continue;
+    for (const auto d : p.spec.shape) {
       if (d > 0 && p.numel > UINT64_MAX / 8 / static_cast<std::uint64_t>(d)) throw Error("config: tensor '" + spec.name + "' is too large");
       p.numel *= static_cast<std::uint64_t>(d);
     }
-    const std::uint64_t bytes = p.numel * width;
+    const std::uint64_t bytes = p.numel * static_cast<std::uint64_t>(dtype_bits(p.dtype) / 8);
     if (in_shard > 0 && in_shard + bytes > options.shard_bytes) {
       shards.emplace_back();
       in_shard = 0;
@@ -144,7 +235,7 @@ RandomCheckpoint write_random_checkpoint(const std::filesystem::path& dir, const
     const std::string file = sharded ? shard_name(s, shards.size()) : "model.safetensors";
     nlohmann::ordered_json header = {{"__metadata__", {{"format", "pt"}}}};
     for (const auto& t : shards[s]) {
-      header[t.spec.name] = {{"dtype", std::string(safetensors_name(options.dtype))}, {"shape", t.spec.shape},
+      header[t.spec.name] = {{"dtype", std::string(safetensors_name(t.dtype))}, {"shape", t.spec.shape},
                              {"data_offsets", {t.begin, t.end}}};
       weight_map[t.spec.name] = file;
     }
@@ -154,7 +245,7 @@ RandomCheckpoint write_random_checkpoint(const std::filesystem::path& dir, const
       const std::uint64_t n = text.size();
       for (int i = 0; i < 8; ++i) out.put(static_cast<char>((n >> (8 * i)) & 0xff));
       out << text;
-      for (const auto& t : shards[s]) write_values(out, t, options.dtype, options.stddev, random);
+      for (const auto& t : shards[s]) write_values(out, t, options.stddev, random);
     });
   }
   if (sharded)
