@@ -184,6 +184,7 @@ class RandomLlama {
         dense[o * in + i] = from_f16(scale[g * out + o]) * float(level[i * out + o] - zero[g * out + o]);
       }
     w_[name + ".weight"] = dense;
+    dense_shapes_[name + ".weight"] = {out, in};
     std::vector<std::int32_t> qweight(static_cast<std::size_t>(in / 8 * out), 0), qzeros(static_cast<std::size_t>(groups * out / 8), 0);
     for (int r = 0; r < in / 8; ++r)
       for (int o = 0; o < out; ++o)
@@ -212,6 +213,7 @@ class RandomLlama {
       for (int i = 0; i < in; ++i) dense[o * in + i] = float(q[o * in + i]) * (scb[o] / 127.0f);
     }
     w_[name + ".weight"] = dense;  // reference only
+    dense_shapes_[name + ".weight"] = {out, in};
     raw_[name + ".weight"] = {DType::I8, {out, in}, bytes_of(q)};
     raw_[name + ".SCB"] = {DType::F32, {out}, bytes_of(scb)};
     raw_[name + ".weight_format"] = {DType::U8, {}, bytes_of(std::vector<std::uint8_t>{0})};
@@ -249,6 +251,7 @@ class RandomLlama {
       packed[e / 2] |= static_cast<std::uint8_t>(e % 2 == 0 ? code[e] << 4 : code[e]);
     }
     w_[name + ".weight"] = dense;  // reference only
+    dense_shapes_[name + ".weight"] = {out, in};
     const std::string type = nf4 ? "nf4" : "fp4";
     json state = {{"quant_type", type}, {"blocksize", block}, {"dtype", "float16"}, {"shape", {out, in}}};
     raw_[name + ".weight"] = {DType::U8, {(n + 1) / 2, 1}, bytes_of(packed)};
@@ -285,6 +288,20 @@ class RandomLlama {
     }
     write_safetensors(dir / "model.safetensors", out);
     std::ofstream(dir / "config.json") << variant_.config.dump();
+  }
+
+  // The same model unquantized: every weight as the reference multiplies it, in float32.
+  void write_dequantized(const fs::path& dir) const {
+    std::vector<TensorToWrite> out;
+    for (const auto& [name, v] : w_) {
+      const auto shape = shapes_.count(name) ? shapes_.at(name) : dense_shapes_.at(name);
+      out.push_back({name, DType::F32, shape, std::as_bytes(std::span<const float>(v))});
+    }
+    write_safetensors(dir / "model.safetensors", out);
+    json config = variant_.config;
+    config.erase("quantization_config");
+    config["torch_dtype"] = "float32";
+    std::ofstream(dir / "config.json") << config.dump();
   }
 
   // transformers' LlamaForCausalLM in doubles, loops only: logits of every position.
@@ -505,6 +522,7 @@ class RandomLlama {
   ModelConfig c_;
   std::map<std::string, std::vector<float>> w_;
   std::map<std::string, std::vector<std::int64_t>> shapes_;
+  std::map<std::string, std::vector<std::int64_t>> dense_shapes_;  // quantized Linears' dense stand-ins
   std::map<std::string, Raw> raw_;
 };
 
@@ -731,6 +749,38 @@ class TestRunLlama : public QObject {
       const std::string m = e.what();
       QVERIFY2(m.find("model.layers.1.mlp.down_proj.g_idx") != std::string::npos && m.find("group 99") != std::string::npos,
                m.c_str());
+    }
+  }
+
+  void quantizedCheckpointsRunAsTheirDequantizedWeights() {
+    // Through the command line: each quantized format, with block 1 on "disk", greedily continues a
+    // prompt exactly as the float32 checkpoint of its dequantized weights does.
+    const std::vector<std::pair<std::string, json>> formats = {
+        {"bitsandbytes nf4", {{"quant_method", "bitsandbytes"}, {"load_in_4bit", true}, {"bnb_4bit_quant_type", "nf4"}}},
+        {"bitsandbytes fp4, double quant",
+         {{"quant_method", "bitsandbytes"}, {"load_in_4bit", true}, {"bnb_4bit_quant_type", "fp4"}, {"bnb_4bit_use_double_quant", true}}},
+        {"bitsandbytes 8-bit", {{"quant_method", "bitsandbytes"}, {"load_in_8bit", true}}},
+        {"gptq 4-bit act order", {{"quant_method", "gptq"}, {"bits", 4}, {"group_size", 16}, {"desc_act", true}}},
+    };
+    for (const auto& [what, quantization] : formats) {
+      testkit::TempDir quantized, dense;
+      auto config = base_config("llama");
+      config["torch_dtype"] = "float16";
+      config["quantization_config"] = quantization;
+      const RandomLlama made(Variant{config, true}, 8);
+      made.write(quantized.path());
+      made.write_dequantized(dense.path());
+      std::ofstream(quantized / "map.json") << R"({"model.embed_tokens": "cpu", "model.layers.0": "cpu", "model.layers.1": "disk",
+                                                   "model.norm": "cpu", "lm_head": "cpu"})";
+      const auto ids = [&](const fs::path& dir) {
+        const auto r = testkit::run_cli({"run", dir.string(), "--device-map", (quantized / "map.json").string(), "--prompt-ids",
+                                         "3,14,15,9", "--max-new-tokens", "24", "--greedy", "--output", "ids"});
+        if (r.code != 0) return "exit " + std::to_string(r.code) + ": " + r.err;
+        return r.out;
+      };
+      const std::string got = ids(quantized.path()), expected = ids(dense.path());
+      QVERIFY2(expected.rfind("3 14 15 9 ", 0) == 0, (what + ": " + expected).c_str());
+      QVERIFY2(got == expected, (what + ": " + got + " against " + expected).c_str());
     }
   }
 

@@ -36,55 +36,82 @@ inline float Element(const unsigned char* row, std::size_t c, const float* table
   return table[c % 2 == 0 ? byte >> 4 : byte & 15u];
 }
 
-// Rows whose blocks lie inside a row and hold whole vectors of pairs: per block, the codes' table
-// values times the input's even and odd elements (xe, xo), then one multiply by the block's scale; the
-// offsets meet the block sums of x (xsum). Four rows side by side, from the quarters of the slice, as in
-// matvec.cpp: four long streams, and each input vector loaded once for the four.
+// K rows (1 or 4) whose blocks lie inside a row and hold whole vectors of pairs: per block, the codes'
+// table values times the input's even and odd elements (xe, xo), in separate accumulators so that no
+// chain of dependent adds limits the loads; then one multiply by the block's scale; the offsets meet
+// the block sums of x (xsum). K is a template argument so that every accumulator stays in a register;
+// V, when not 0, is the vectors per block (2 for bitsandbytes' 64 on AVX-512), so that the block's loop
+// unrolls.
+template <int K, std::size_t V>
+HWY_INLINE void BlockRows(const unsigned char* const* rows, const std::size_t* index, std::size_t blocks, std::size_t pairs_per_block,
+                          const Codes4& codes, hn::Vec<DF> tbl, const float* xe, const float* xo, const float* xsum, float* const* out) {
+  const DF df;
+  const DI di;
+  const hn::RebindToUnsigned<DF> du;
+  const hn::Rebind<std::uint8_t, DF> d8;
+  const std::size_t n = hn::Lanes(df);
+  const auto low = hn::Set(di, 15);
+  const std::size_t per_block = V ? V * n : pairs_per_block;
+  hn::Vec<DF> acc[K];
+  float off[K];
+  const float* scale[K];
+  const float* offset[K];
+#pragma GCC unroll 4
+  for (int k = 0; k < K; ++k) {
+    acc[k] = hn::Zero(df), off[k] = 0;
+    scale[k] = codes.scale + index[k] * blocks;
+    offset[k] = codes.offset ? codes.offset + index[k] * blocks : nullptr;
+  }
+  for (std::size_t b = 0; b < blocks; ++b) {
+    hn::Vec<DF> even[K], odd[K];
+#pragma GCC unroll 4
+    for (int k = 0; k < K; ++k) even[k] = hn::Zero(df), odd[k] = hn::Zero(df);
+#pragma GCC unroll 4
+    for (std::size_t i = b * per_block; i < (b + 1) * per_block; i += n) {
+      const auto ve = hn::LoadU(df, xe + i), vo = hn::LoadU(df, xo + i);
+#pragma GCC unroll 4
+      for (int k = 0; k < K; ++k) {
+        const auto bytes = hn::BitCast(di, hn::PromoteTo(du, hn::LoadU(d8, rows[k] + i)));
+        even[k] = hn::MulAdd(Lookup(df, codes.table, tbl, hn::ShiftRight<4>(bytes)), ve, even[k]);
+        odd[k] = hn::MulAdd(Lookup(df, codes.table, tbl, hn::And(bytes, low)), vo, odd[k]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < K; ++k) {
+      acc[k] = hn::MulAdd(hn::Add(even[k], odd[k]), hn::Set(df, scale[k][b]), acc[k]);
+      if (offset[k]) off[k] += offset[k][b] * xsum[b];
+    }
+  }
+#pragma GCC unroll 4
+  for (int k = 0; k < K; ++k) *out[k] = hn::GetLane(hn::SumOfLanes(df, acc[k])) + off[k];
+}
+
+// Four rows side by side, from the quarters of the slice, as in matvec.cpp: four long streams, and each
+// input vector loaded once for the four.
 void AlignedRows(const unsigned char* data, std::size_t row_stride, std::size_t cols, const Codes4& codes, const float* xe,
                  const float* xo, const float* xsum, float* y, std::size_t r0, std::size_t r1) {
   const DF df;
-  const DI di;
-  const hn::Rebind<std::uint8_t, DF> d8;
   const std::size_t n = hn::Lanes(df);
   const std::size_t blocks = cols / codes.block, pairs_per_block = codes.block / 2;
   hn::Vec<DF> tbl = hn::Zero(df);
   if constexpr (hn::MaxLanes(DF()) == 16) tbl = hn::LoadU(df, codes.table);
-  const auto low = hn::Set(di, 15);
-  const auto row_dot = [&](const unsigned char* const* rows, const std::size_t* index, float* out, std::size_t count) {
-    hn::Vec<DF> acc[4];
-    float off[4] = {0, 0, 0, 0};
-    for (std::size_t k = 0; k < count; ++k) acc[k] = hn::Zero(df);
-    for (std::size_t b = 0; b < blocks; ++b) {
-      hn::Vec<DF> part[4];
-      for (std::size_t k = 0; k < count; ++k) part[k] = hn::Zero(df);
-      for (std::size_t i = b * pairs_per_block; i < (b + 1) * pairs_per_block; i += n) {
-        const auto ve = hn::LoadU(df, xe + i), vo = hn::LoadU(df, xo + i);
-        for (std::size_t k = 0; k < count; ++k) {
-          const auto bytes = hn::BitCast(di, hn::PromoteTo(hn::RebindToUnsigned<DF>(), hn::LoadU(d8, rows[k] + i)));
-          part[k] = hn::MulAdd(Lookup(df, codes.table, tbl, hn::ShiftRight<4>(bytes)), ve, part[k]);
-          part[k] = hn::MulAdd(Lookup(df, codes.table, tbl, hn::And(bytes, low)), vo, part[k]);
-        }
-      }
-      for (std::size_t k = 0; k < count; ++k) {
-        const std::size_t at = index[k] * blocks + b;
-        acc[k] = hn::MulAdd(part[k], hn::Set(df, codes.scale[at]), acc[k]);
-        if (codes.offset) off[k] += codes.offset[at] * xsum[b];
-      }
-    }
-    for (std::size_t k = 0; k < count; ++k) out[k] = hn::GetLane(hn::SumOfLanes(df, acc[k])) + off[k];
-  };
   const std::size_t q = (r1 - r0) / 4;
   for (std::size_t i = 0; i < q; ++i) {
     const std::size_t index[4] = {r0 + i, r0 + q + i, r0 + 2 * q + i, r0 + 3 * q + i};
     const unsigned char* rows[4];
-    for (int k = 0; k < 4; ++k) rows[k] = data + index[k] * row_stride;
-    float out[4];
-    row_dot(rows, index, out, 4);
-    for (int k = 0; k < 4; ++k) y[index[k]] = out[k];
+    float* out[4];
+    for (int k = 0; k < 4; ++k) rows[k] = data + index[k] * row_stride, out[k] = y + index[k];
+    if (pairs_per_block == 2 * n)
+      BlockRows<4, 2>(rows, index, blocks, pairs_per_block, codes, tbl, xe, xo, xsum, out);
+    else if (pairs_per_block == 4 * n)
+      BlockRows<4, 4>(rows, index, blocks, pairs_per_block, codes, tbl, xe, xo, xsum, out);
+    else
+      BlockRows<4, 0>(rows, index, blocks, pairs_per_block, codes, tbl, xe, xo, xsum, out);
   }
   for (std::size_t r = r0 + 4 * q; r < r1; ++r) {
     const unsigned char* row = data + r * row_stride;
-    row_dot(&row, &r, &y[r], 1);
+    float* out = y + r;
+    BlockRows<1, 0>(&row, &r, blocks, pairs_per_block, codes, tbl, xe, xo, xsum, &out);
   }
 }
 

@@ -2,6 +2,10 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
 #include "error.hpp"
 
 namespace devicemap {
@@ -49,10 +53,9 @@ std::shared_ptr<const PackedLinear> pack_gptq4(const at::Tensor& qweight, const 
                                                const at::Tensor& g_idx, const GptqConfig& config) {
   if (config.bits != 4) throw Error("GPTQ: only 4-bit layers are packed for the decode kernels");
   if (qweight.scalar_type() != at::kInt || qzeros.scalar_type() != at::kInt) throw Error("GPTQ qweight and qzeros must be int32");
-  at::Tensor q = unpack(qweight, 4, 0).t();  // [out, in]
-  at::Tensor zeros = unpack(qzeros, 4, 1);   // [groups, out]
+  at::Tensor zeros = unpack(qzeros, 4, 1);  // [groups, out]
   if (config.zero_offset) zeros = zeros.add(1);
-  const std::int64_t out = q.size(0), in = q.size(1);
+  const std::int64_t out = qweight.size(1), in = qweight.size(0) * 8;
   const std::int64_t size = config.group_size < 0 ? in : config.group_size;
   const std::int64_t groups = (in + size - 1) / size;
   if (zeros.size(0) != groups || scales.size(0) != groups || zeros.size(1) != out || scales.size(1) != out)
@@ -60,19 +63,39 @@ std::shared_ptr<const PackedLinear> pack_gptq4(const at::Tensor& qweight, const 
   auto p = std::make_shared<PackedLinear>();
   p->out = out;
   p->in = in;
+  // Word (k, o) holds inputs 8k … 8k+7 of output o, the first in the lowest bits: four bytes of row o's
+  // codes, the even input of each pair in the high nibble. Loops, not tensor ops: a load repacks every
+  // layer once, and the words are read in order.
+  const at::Tensor words = qweight.contiguous();
+  const auto* w = reinterpret_cast<const std::uint32_t*>(words.data_ptr<std::int32_t>());
+  p->codes = at::empty({out, in / 2}, at::TensorOptions().dtype(at::kByte));
+  auto* codes = p->codes.data_ptr<std::uint8_t>();
+  const std::int64_t row = in / 2;
+  for (std::int64_t k = 0; k < in / 8; ++k)
+    for (std::int64_t o = 0; o < out; ++o) {
+      const std::uint32_t v = w[k * out + o];
+      std::uint8_t* dst = codes + o * row + 4 * k;
+      for (int b = 0; b < 4; ++b) dst[b] = static_cast<std::uint8_t>(((v >> (8 * b)) & 0xF) << 4 | ((v >> (8 * b + 4)) & 0xF));
+    }
   const at::Tensor natural = at::arange(in, at::TensorOptions().dtype(at::kLong)).div(size, "floor");
   if (g_idx.defined()) {
     const at::Tensor g = g_idx.to(at::kLong);
     if (!at::equal(g, natural)) {
-      // Act order: sorted by group, each group must be the group_size columns a block covers.
-      const at::Tensor order = std::get<1>(g.sort(/*stable=*/true, 0, false));
+      // Act order: columns sorted by group, each group must then be the group_size columns of a block;
+      // each row's codes are permuted in place through a copy of the row.
+      const at::Tensor order = std::get<1>(g.sort(/*stable=*/true, 0, false)).contiguous();
       if (!at::equal(g.index_select(0, order), natural)) return nullptr;
-      q = q.index_select(1, order);
-      p->columns = order.contiguous();
+      const auto* from = order.data_ptr<std::int64_t>();
+      std::vector<std::uint8_t> copy(static_cast<std::size_t>(row));
+      const auto nibble = [&](std::int64_t i) { return i % 2 == 0 ? copy[i / 2] >> 4 : copy[i / 2] & 0xF; };
+      for (std::int64_t o = 0; o < out; ++o) {
+        std::uint8_t* r = codes + o * row;
+        std::copy(r, r + row, copy.begin());
+        for (std::int64_t j = 0; j < in; j += 2) r[j / 2] = static_cast<std::uint8_t>(nibble(from[j]) << 4 | nibble(from[j + 1]));
+      }
+      p->columns = order;
     }
   }
-  const at::Tensor even = q.slice(1, 0, in, 2), odd = q.slice(1, 1, in, 2);
-  p->codes = even.bitwise_left_shift(4).bitwise_or(odd).to(at::kByte).contiguous();
   // (q − zero)·scale = q·scale + (−zero·scale), per output row and group.
   const at::Tensor s = scales.to(at::kFloat).t().contiguous();  // [out, groups]
   p->scale = s.reshape({-1});

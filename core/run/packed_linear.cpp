@@ -2,7 +2,10 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+
 #include "error.hpp"
+#include "kernels/thread_pool.hpp"
 #include "run/bnb4.hpp"
 #include "run/gptq.hpp"
 #include "run/tensor_layout.hpp"
@@ -22,24 +25,28 @@ kernels::Matrix PackedLinear::matrix() const {
 }
 
 at::Tensor PackedLinear::dequantize() const {
-  const std::int64_t n = out * in;
-  const at::Tensor bytes = codes.reshape({-1}).to(at::kLong);
-  // Element 2i is byte i's high nibble, element 2i + 1 its low one.
-  const at::Tensor index = at::stack({bytes.bitwise_right_shift(4), bytes.bitwise_and(15)}, 1).reshape({-1}).narrow(0, 0, n);
-  const at::Tensor table = at::from_blob(const_cast<float*>(layout.table), {16}, at::TensorOptions().dtype(at::kFloat));
-  const at::Tensor values = table.index_select(0, index);
-  const auto block = static_cast<std::int64_t>(layout.block);
-  at::Tensor at_block;  // each element's block
-  if (layout.row_blocks == 0) {
-    at_block = at::arange(n, at::TensorOptions().dtype(at::kLong)).div(block, "floor");
-  } else {
-    const at::Tensor in_row = at::arange(in, at::TensorOptions().dtype(at::kLong)).div(block, "floor");
-    const at::Tensor row_start = at::arange(out, at::TensorOptions().dtype(at::kLong)).mul(static_cast<std::int64_t>(layout.row_blocks));
-    at_block = row_start.unsqueeze(1).add(in_row.unsqueeze(0)).reshape({-1});
-  }
-  at::Tensor w = values.mul(scale.index_select(0, at_block));
-  if (offset.defined()) w = w.add(offset.index_select(0, at_block));
-  w = w.view({out, in});
+  // Loops over rows on the kernels' pool: a prompt's pass expands every packed layer it runs, so this
+  // must cost about a write of the float32 matrix (tensor ops on the nibbles took ten times as long).
+  at::Tensor w = at::empty({out, in}, at::TensorOptions().dtype(at::kFloat));
+  float* dst = w.data_ptr<float>();
+  const auto* src = static_cast<const std::uint8_t*>(codes.data_ptr());
+  const float* table = layout.table;
+  const float* s = layout.scale;
+  const float* o = layout.offset;
+  const auto block = static_cast<std::int64_t>(layout.block), row_blocks = static_cast<std::int64_t>(layout.row_blocks);
+  const std::int64_t rows_per_task = std::max<std::int64_t>(1, (1 << 16) / std::max<std::int64_t>(1, in));
+  const auto tasks = static_cast<std::size_t>((out + rows_per_task - 1) / rows_per_task);
+  kernels::ThreadPool::shared().run(tasks, [&](std::size_t t) {
+    const std::int64_t r0 = static_cast<std::int64_t>(t) * rows_per_task, r1 = std::min(out, r0 + rows_per_task);
+    for (std::int64_t r = r0; r < r1; ++r)
+      for (std::int64_t c = 0; c < in; ++c) {
+        const std::int64_t e = r * in + c;
+        const std::uint8_t byte = src[e / 2];
+        const float v = table[e % 2 == 0 ? byte >> 4 : byte & 0xF];
+        const std::int64_t at = row_blocks ? r * row_blocks + c / block : e / block;
+        dst[e] = o ? v * s[at] + o[at] : v * s[at];
+      }
+  });
   if (!columns.defined()) return w;
   return at::zeros_like(w).index_copy_(1, columns, w);  // codes' column j is input column columns[j]
 }
