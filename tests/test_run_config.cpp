@@ -334,9 +334,17 @@ class TestRunConfig : public QObject {
 
     auto e = error_of([] { GptqConfig::from_json(json{{"bits", 3}}, "quantize_config.json"); });
     QVERIFY2(contains(e, "quantize_config.json") && contains(e, "'bits'"), e.c_str());
-    j["quantization_config"] = {{"quant_method", "awq"}, {"bits", 4}};
+    // AWQ: the GEMM layout at 4 bits reads; another layout or width is refused by key.
+    j["quantization_config"] = {{"quant_method", "awq"}, {"bits", 4}, {"group_size", 64}, {"version", "GEMM"}};
+    c = ModelConfig::from_json(j);
+    QVERIFY(c.awq && !c.gptq && !c.bnb && c.awq->group_size == 64);
+    j["quantization_config"]["version"] = "gemv";
     e = error_of([&] { ModelConfig::from_json(j); });
-    QVERIFY2(contains(e, "awq"), e.c_str());
+    QVERIFY2(contains(e, "'version'") && contains(e, "gemv"), e.c_str());
+    j["quantization_config"]["version"] = "gemm";
+    j["quantization_config"]["bits"] = 3;
+    e = error_of([&] { ModelConfig::from_json(j); });
+    QVERIFY2(contains(e, "'bits'"), e.c_str());
   }
 
   void generationDefaults() {

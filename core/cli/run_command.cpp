@@ -22,6 +22,7 @@
 #include "error.hpp"
 #include "format/checkpoint.hpp"
 #include "model/model_source.hpp"
+#include "model/quantization.hpp"
 #include "plan/device_map.hpp"
 #include "plan/process_memory.hpp"
 #include "plan/units.hpp"
@@ -47,6 +48,9 @@ const char* const kUsage =
     "  --format text|json                       json: one object with ids, text, stop reason and speeds\n"
     "  --stats                                  load and speed figures on standard error\n"
     "  --no-prefetch                            fetch offloaded blocks only when they run\n"
+    "  --quantize int8|nf4                      quantize a float checkpoint's block Linears on \"cpu\" as they\n"
+    "                                           load (LLM.int8 rows, or NF4 in blocks of 64), so that a model\n"
+    "                                           too big at 16 bits runs; planned at that size\n"
     "  --map-weights                            run CPU weights from the file mapping instead of copying them\n"
     "                                           into huge pages (instant load; slower decode: small pages)\n"
     "  --no-memory-check                        load even when a device seems too small\n"
@@ -108,7 +112,8 @@ void print_load(std::ostream& err, const LoadReport& r) {
   if (r.offloaded_bytes > 0) err << "; " << format_size(r.offloaded_bytes) << " cast into the offload folder";
   if (r.reused_offload_bytes > 0) err << "; " << format_size(r.reused_offload_bytes) << " reused from the offload folder";
   if (r.packed_linears > 0)
-    err << "; " << r.packed_linears << " quantized Linears read as 4-bit codes (" << format_size(r.packed_bytes) << " with their scales)";
+    err << "; " << r.packed_linears << " quantized Linears read packed by the decode kernels (" << format_size(r.packed_bytes)
+        << " with their scales)";
   err << "\n";
   for (const auto& n : r.notes) err << "note: " << n << "\n";
 }
@@ -118,7 +123,7 @@ void print_load(std::ostream& err, const LoadReport& r) {
 int run_command(Invocation& inv) {
   auto options = planning_options();
   options.insert({"device-map", "prompt", "prompt-ids", "max-new-tokens", "temperature", "top-k", "top-p",
-                  "repetition-penalty", "seed", "format", "output"});
+                  "repetition-penalty", "seed", "format", "output", "quantize"});
   auto flags = planning_flags();
   flags.insert({"help", "greedy", "sample", "stats", "no-prefetch", "no-memory-check", "map-weights"});
   const Args args(inv.args, options, flags);
@@ -133,6 +138,15 @@ int run_command(Invocation& inv) {
   const std::string output = args.get("output").value_or("text");
   if (output != "text" && output != "ids") throw Error("--output: '" + output + "' is not text or ids");
 
+  LoadQuantization quantize = LoadQuantization::None;
+  if (auto q = args.get("quantize")) {
+    if (*q == "int8")
+      quantize = LoadQuantization::Int8;
+    else if (*q == "nf4")
+      quantize = LoadQuantization::Nf4;
+    else
+      throw Error("--quantize: '" + *q + "' is not int8 or nf4");
+  }
   const Checkpoint checkpoint = Checkpoint::open(args.positionals()[0]);
   // The runtime reads config.json before anything is planned: a type that only plans, or a bad key, is
   // named first.
@@ -142,7 +156,12 @@ int run_command(Invocation& inv) {
     map = DeviceMap::load(*file);
   } else {
     const Skeleton skeleton = skeleton_from_checkpoint(checkpoint);
-    const PlanningRequest req = read_planning_flags(args, skeleton);
+    PlanningRequest req = read_planning_flags(args, skeleton);
+    if (quantize != LoadQuantization::None && !req.options.quantization) {  // planned at the size it will load as
+      Quantization q;
+      q.method = quantize == LoadQuantization::Int8 ? Quantization::Method::Bnb8 : Quantization::Method::Bnb4;
+      req.options.quantization = q;
+    }
     const Plan plan = plan_device_map(skeleton, req.max_memory, req.options);
     if (!plan.fits()) inv.err << "warning: the planned map does not fit the budgets; loading may fail\n";
     map = plan.device_map;
@@ -158,6 +177,7 @@ int run_command(Invocation& inv) {
   load.prefetch = !args.flag("no-prefetch");
   load.map_cpu_weights = args.flag("map-weights");
   load.check_memory = !args.flag("no-memory-check");
+  load.quantize = quantize;
 
   // The prompt: ids as given, or text through the model's tokenizer.
   std::optional<Tokenizer> tokenizer;

@@ -15,6 +15,7 @@
 
 #include "error.hpp"
 #include "run/attention.hpp"
+#include "run/awq.hpp"
 #include "run/bnb4.hpp"
 #include "run/dense.hpp"
 #include "run/gptq.hpp"
@@ -157,7 +158,7 @@ class Llama final : public Transformer {
   }
 
   // The tensor that places a block Linear (and the part of the block it belongs to).
-  const char* main_tensor() const { return c_.gptq ? ".qweight" : ".weight"; }
+  const char* main_tensor() const { return c_.gptq || c_.awq ? ".qweight" : ".weight"; }
 
   // A block Linear: dense; bitsandbytes int8 rows read by the decode kernels as they are (expanded for a
   // prompt or a GPU); or expanded from its GPTQ words on the device that runs it, each time it runs.
@@ -166,6 +167,10 @@ class Llama final : public Transformer {
     if (const PackedLinear* packed = w_.packed(name)) {  // 4-bit codes in RAM (bitsandbytes, GPTQ)
       if (decode_codes4_takes(x, packed->in)) return packed->decode(x, p_.fetch_if_present(name + ".bias", device));
       weight = packed->dequantize().to(device, x.scalar_type());
+    } else if (c_.awq) {  // AWQ on "disk" or a GPU: expanded where it runs
+      weight = dequantize_awq(p_.fetch(name + ".qweight", device).to(at::kCPU), p_.fetch(name + ".qzeros", device).to(at::kCPU),
+                              p_.fetch(name + ".scales", device).to(at::kCPU), *c_.awq)
+                   .to(device, x.scalar_type());
     } else if (c_.gptq)
       weight = dequantize_gptq(p_.fetch(name + ".qweight", device), p_.fetch(name + ".qzeros", device),
                                p_.fetch(name + ".scales", device), p_.fetch_if_present(name + ".g_idx", device), *c_.gptq);
@@ -207,7 +212,7 @@ class Llama final : public Transformer {
       for (const char* n : names) biases.push_back(p_.fetch_if_present(prefix + n + ".bias", device));
       return decode_together(x, packed, biases);
     }
-    bool fused = !c_.gptq && !c_.bnb;
+    bool fused = !c_.gptq && !c_.bnb && !c_.awq;
     for (const char* n : names) {
       if (!fused) break;
       weights.push_back(p_.fetch(prefix + n + ".weight", device));

@@ -22,6 +22,11 @@ struct LoadProgress {
   std::string_view tensor;  // the tensor being loaded
 };
 
+// Quantizing a float checkpoint's block Linears as they load (run/quantize.hpp).
+enum class LoadQuantization : unsigned char { None, Int8, Nf4 };
+// Bytes a quantized [out, in] Linear holds (codes and scales), for the memory check before loading.
+std::uint64_t quantized_bytes(std::int64_t out, std::int64_t in, LoadQuantization method);
+
 struct LoadOptions {
   // Compute dtype. Default: config.json's torch_dtype, else the checkpoint's own. On the CPU, float16
   // runs as float32 (LibTorch has no float16 CPU kernels); bfloat16 and float32 run as they are.
@@ -45,6 +50,10 @@ struct LoadOptions {
   // Longer inputs run through the KV cache this many tokens at a time, which bounds the attention
   // scores of a long prompt to chunk × context floats per head.
   std::int64_t prefill_chunk = 512;
+  // The block Linears mapped to "cpu" are quantized as they load (int8 rows or NF4 codes), read from
+  // the checkpoint's mapping one at a time, so a model that does not fit at 16 bits runs; the memory
+  // check counts their quantized bytes.
+  LoadQuantization quantize = LoadQuantization::None;
 };
 
 // Work stopped because the user asked (a progress callback returned false, a cancel flag was set).
@@ -69,7 +78,7 @@ struct LoadReport {
   std::uint64_t offloaded_bytes = 0;   // written to the offload folder
   std::uint64_t reused_offload_bytes = 0;  // found there from an earlier load, and used as they were
   std::vector<std::string> notes;      // choices made for the user, one sentence each
-  std::size_t packed_linears = 0;      // quantized Linears the decode kernels read as 4-bit codes in RAM
+  std::size_t packed_linears = 0;      // quantized Linears the decode kernels read packed in RAM (4-bit codes, int8 rows)
   std::uint64_t packed_bytes = 0;      // their codes and block scales
 };
 

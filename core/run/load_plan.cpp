@@ -92,6 +92,8 @@ void check_group_indices(const LoadPlan& plan) {
 LoadPlan plan_load(const Checkpoint& checkpoint, const ModelConfig& config, const DeviceMap& map,
                    const LoadOptions& options) {
   const auto specs = expected_tensors(config);
+  if (options.quantize != LoadQuantization::None && (config.gptq || config.bnb || config.awq))
+    throw Error(checkpoint.dir().string() + ": the checkpoint is quantized already; quantizing on load is for float checkpoints");
   LoadPlan plan;
   plan.files = std::make_shared<const WeightFiles>(WeightFiles::open(checkpoint));
   const WeightFiles& files = *plan.files;
@@ -151,7 +153,14 @@ LoadPlan plan_load(const Checkpoint& checkpoint, const ModelConfig& config, cons
     }
     load.aliases_file = load.offload || (aligned && !placement->is_gpu() && load.stored_dtype == source.dtype);
     load.stored_bytes = load.stored_dtype == DType::Bool ? source.numel() : dtype_bytes(load.stored_dtype, source.numel());
-    if (load.aliases_file)
+    if (options.quantize != LoadQuantization::None && spec.block_linear && placement->is_cpu() && is_floating(source.dtype)) {
+      // Read from the mapping as stored, one layer at a time; RAM holds only the quantized form.
+      load.quantize = true;
+      load.stored_dtype = source.dtype;
+      load.aliases_file = false;
+      load.stored_bytes = quantized_bytes(spec.shape[0], spec.shape[1], options.quantize);
+      plan.allocated[Device::cpu()] += load.stored_bytes;
+    } else if (load.aliases_file)
       plan.mapped[*placement] += load.stored_bytes;
     else
       plan.allocated[placement->is_gpu() ? *placement : Device::cpu()] += load.stored_bytes;

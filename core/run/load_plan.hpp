@@ -33,6 +33,7 @@ struct TensorLoad {
   bool offload = false;                      // cast once into the offload folder, served from there
   bool as_stored = false;                    // runs on the CPU in its stored dtype (TensorSpec::read_as_stored)
   bool keep_dtype = false;                   // never cast, on any device (TensorSpec::keep_dtype)
+  bool quantize = false;                     // quantized as it loads (LoadOptions::quantize)
   std::uint64_t stored_bytes = 0;
 };
 

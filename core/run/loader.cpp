@@ -10,6 +10,7 @@
 #include "format/mapped_file.hpp"
 #include "run/cpu_cast.hpp"
 #include "run/offload_folder.hpp"
+#include "run/quantize.hpp"
 #include "run/tensor_source.hpp"
 
 namespace devicemap {
@@ -156,6 +157,10 @@ std::unique_ptr<Weights> load_weights(const LoadPlan& plan, const LoadOptions& o
     StoredTensor stored{mapped, load.placement, false, load.as_stored, load.keep_dtype};
     if (load.placement.is_gpu()) {
       stored.tensor = staging.upload(mapped, policy.execution_device(load.placement), dtype);
+    } else if (load.quantize) {
+      // The layer's only copy is its quantized form; the float weight leaves no bytes behind.
+      weights->add_packed(load.name.substr(0, load.name.size() - 7), quantize_linear(mapped, options.quantize));
+      stored.tensor = at::empty({0}, mapped.options());
     } else if (load.offload && folder) {
       bool reused = false;
       stored.tensor = offload(*folder, load.name, mapped, load.stored_dtype, source.file, reused);
@@ -167,7 +172,7 @@ std::unique_ptr<Weights> load_weights(const LoadPlan& plan, const LoadOptions& o
     }
     stored.aliases_file = stored.aliases_file || stored.tensor.data_ptr() == static_cast<const void*>(source.bytes.data());
     if (!stored.aliases_file && source.mapping) source.mapping->release(source.bytes);
-    const auto bytes = static_cast<std::uint64_t>(stored.tensor.nbytes());
+    const auto bytes = load.quantize ? load.stored_bytes : static_cast<std::uint64_t>(stored.tensor.nbytes());
     report.bytes_by_device[load.placement.name()] += bytes;
     if (stored.aliases_file) report.aliased_bytes += bytes;
     weights->add(load.name, std::move(stored));

@@ -1,5 +1,7 @@
 #include "run/model_config.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <limits>
 
@@ -374,6 +376,20 @@ GptqConfig GptqConfig::from_json(const nlohmann::json& j, std::string_view sourc
   return g;
 }
 
+AwqConfig AwqConfig::from_json(const nlohmann::json& j, std::string_view source) {
+  if (!j.is_object()) throw Error(std::string(source) + ": the quantization config must be a JSON object");
+  ConfigReader r(j, source);
+  AwqConfig a;
+  const auto bits = r.positive_int("bits", 4);
+  if (bits != 4) r.fail("bits", "is " + std::to_string(bits) + "; AWQ checkpoints run at 4 bits");
+  a.group_size = r.positive_int("group_size", 128);
+  if (!r.boolean("zero_point", true)) r.fail("zero_point", "is false; the runtime reads AWQ checkpoints with zero points");
+  std::string version = r.string("version", "gemm");
+  std::transform(version.begin(), version.end(), version.begin(), [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  if (version != "gemm") r.fail("version", "is '" + version + "'; the runtime reads AutoAWQ's GEMM layout only");
+  return a;
+}
+
 ModelConfig ModelConfig::from_json(const nlohmann::json& config, std::string_view source) {
   if (!config.is_object()) throw Error(std::string(source) + ": expected a JSON object");
   check_config_sizes(config, source);
@@ -401,6 +417,8 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& config, std::string_vie
   if (r.has("quantization_config")) {
     if (const auto bnb = Quantization::from_config(config, source)) {
       c.bnb = bnb;
+    } else if (config.at("quantization_config").is_object() && config.at("quantization_config").value("quant_method", "") == "awq") {
+      c.awq = AwqConfig::from_json(config.at("quantization_config"), std::string(source) + ": quantization_config");
     } else {
       c.gptq = GptqConfig::from_json(config.at("quantization_config"), std::string(source) + ": quantization_config");
     }

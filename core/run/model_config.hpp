@@ -55,6 +55,18 @@ struct GptqConfig {
   static GptqConfig from_json(const nlohmann::json& j, std::string_view source);
 };
 
+// An AutoAWQ checkpoint in its GEMM layout (config.json's quantization_config with quant_method "awq"):
+// qweight int32 [in, out/8], each word eight outputs of one input in the order 0, 2, 4, 6, 1, 3, 5, 7
+// (lowest bits first); qzeros [groups, out/8] packed alike, stored as they are; scales [groups, out];
+// w = (q − zero) · scale.
+struct AwqConfig {
+  std::int64_t group_size = 128;  // input rows per group
+
+  // Throws devicemap::Error naming `source` and the key for what the runtime does not read: other
+  // bit widths, no zero point, or a layout other than GEMM.
+  static AwqConfig from_json(const nlohmann::json& j, std::string_view source);
+};
+
 // Routed experts (Mixtral, Qwen2-MoE, Qwen3-MoE): a sparse layer's MLP is the sum of the top_k experts its router
 // picks per token, weighted by the router's softmax (renormalised over the chosen ones when asked).
 struct MoeConfig {
@@ -118,6 +130,7 @@ struct ModelConfig {
     return (layer + 1) % moe->sparse_step == 0;
   }
   std::optional<GptqConfig> gptq;  // from config.json's quantization_config (or quantize_config.json)
+  std::optional<AwqConfig> awq;    // from config.json's quantization_config
   // A bitsandbytes checkpoint (quantization_config with load_in_8bit or load_in_4bit): the Linears
   // transformers converted store `weight` as int8 [out, in] and `SCB`, a float32 absmax per output row
   // (8-bit), or 4-bit codes with their quant state (run/bnb4.hpp).

@@ -6,6 +6,7 @@
 
 #include "error.hpp"
 #include "kernels/thread_pool.hpp"
+#include "run/awq.hpp"
 #include "run/bnb4.hpp"
 #include "run/gptq.hpp"
 #include "run/tensor_layout.hpp"
@@ -14,6 +15,9 @@
 namespace devicemap {
 
 kernels::Matrix PackedLinear::matrix() const {
+  if (int8)
+    return {codes.data_ptr(), DType::I8, static_cast<std::size_t>(out), static_cast<std::size_t>(in), static_cast<std::size_t>(in),
+            scale.data_ptr<float>()};
   kernels::Matrix m;
   m.data = codes.data_ptr();
   m.dtype = DType::U8;
@@ -25,6 +29,7 @@ kernels::Matrix PackedLinear::matrix() const {
 }
 
 at::Tensor PackedLinear::dequantize() const {
+  if (int8) return codes.to(at::kFloat).mul(scale.unsqueeze(1));
   // Loops over rows on the kernels' pool: a prompt's pass expands every packed layer it runs, so this
   // must cost about a write of the float32 matrix (tensor ops on the nibbles took ten times as long).
   at::Tensor w = at::empty({out, in}, at::TensorOptions().dtype(at::kFloat));
@@ -99,11 +104,13 @@ std::uint64_t PackedLinear::bytes() const {
 void pack_linears(Weights& weights, const ModelConfig& config) {
   const bool bnb4 = config.bnb && config.bnb->method == Quantization::Method::Bnb4;
   const bool gptq4 = config.gptq && config.gptq->bits == 4;
-  if (!bnb4 && !gptq4) return;
+  const bool bnb8 = config.bnb && config.bnb->method == Quantization::Method::Bnb8;
+  if (!bnb4 && !bnb8 && !gptq4 && !config.awq) return;
   // The [out, in] of each Linear, as an unquantized checkpoint would hold it.
   ModelConfig plain = config;
   plain.bnb.reset();
   plain.gptq.reset();
+  plain.awq.reset();
   const c10::Device cpu(c10::kCPU);
   const auto resident = [&](const std::string& name) {
     const StoredTensor& s = weights.stored(name);
@@ -117,6 +124,20 @@ void pack_linears(Weights& weights, const ModelConfig& config) {
       const auto fetch = [&](const std::string& n) { return weights.contains(n) ? weights.fetch(n, cpu) : at::Tensor(); };
       auto packed = read_bnb4(module, t.shape[0], t.shape[1], fetch);
       if (resident(module + ".weight")) weights.add_packed(module, std::move(packed));
+    } else if (bnb8 && weights.contains(module + ".SCB") && resident(module + ".weight") &&
+               weights.stored(module + ".weight").tensor.scalar_type() == at::kChar) {
+      // LLM.int8 rows read in place; SCB / 127 in float32 (the stored SCB is float32 whatever runs).
+      auto p = std::make_shared<PackedLinear>();
+      p->out = t.shape[0];
+      p->in = t.shape[1];
+      p->int8 = true;
+      p->codes = weights.fetch(module + ".weight", cpu).contiguous();
+      p->scale = weights.stored(module + ".SCB").tensor.to(at::kFloat).div(127.0).contiguous();
+      weights.add_packed(module, std::move(p));
+    } else if (config.awq && weights.contains(module + ".qweight") && resident(module + ".qweight")) {
+      weights.add_packed(module, pack_awq4(weights.fetch(module + ".qweight", cpu), weights.fetch(module + ".qzeros", cpu),
+                                           weights.fetch(module + ".scales", cpu), *config.awq));
+      for (const char* part : {".qweight", ".qzeros", ".scales"}) weights.release(module + part);
     } else if (gptq4 && weights.contains(module + ".qweight") && resident(module + ".qweight")) {
       const at::Tensor g_idx = weights.contains(module + ".g_idx") ? weights.fetch(module + ".g_idx", cpu) : at::Tensor();
       auto packed = pack_gptq4(weights.fetch(module + ".qweight", cpu), weights.fetch(module + ".qzeros", cpu),

@@ -5,8 +5,11 @@
 //     when double-quantized; run/bnb4.hpp);
 //   - GPTQ 4-bit: the int32 words [in/8, out] repacked into rows of codes [out, in/2], with the group's
 //     scale and −zero·scale as each block's scale and offset; act-order columns are sorted by group so
-//     that a group is one block, and the input is gathered in that order (`columns`). The originals are
-//     released, so the layer is held once.
+//     that a group is one block, and the input is gathered in that order (`columns`);
+//   - AWQ (GEMM layout): the words [in, out/8] likewise, outputs put back in order (run/awq.hpp).
+//   - bitsandbytes 8-bit: the int8 rows as stored, SCB / 127 as each row's scale;
+//   - a float checkpoint quantized on load (LoadOptions::quantize, run/quantize.hpp).
+// Repacked originals are released, so a layer is held once.
 // Layers on "disk" or a GPU are left as stored (read per use, or expanded where they run).
 #include <ATen/core/Tensor.h>
 
@@ -25,8 +28,11 @@ class Weights;
 
 struct PackedLinear {
   std::int64_t out = 0, in = 0;
-  at::Tensor codes;          // uint8 [out, in/2] or the stored flat codes: 4-bit, two per byte, high nibble first
-  at::Tensor scale, offset;  // float32 per block; offset undefined when none
+  // 4-bit: uint8 [out, in/2] or the stored flat codes, two per byte, high nibble first.
+  // int8 (bitsandbytes 8-bit, or quantized on load): int8 [out, in] rows, `scale` float32 [out] each.
+  at::Tensor codes;
+  bool int8 = false;
+  at::Tensor scale, offset;  // float32 per block (per row for int8); offset undefined when none
   at::Tensor columns;        // int64 [in]: codes' column j is input columns[j] (GPTQ act order); else undefined
   kernels::Codes4 layout;    // table, block, row_blocks; its pointers refer to scale and offset
 

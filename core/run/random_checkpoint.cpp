@@ -146,8 +146,9 @@ RandomCheckpoint write_random_checkpoint(const std::filesystem::path& dir, const
   if (c.bnb && c.bnb->double_quant) throw Error("random bitsandbytes 4-bit checkpoints are not double-quantized");
   // Each quantized Linear's [out, in], from the unquantized layout.
   std::map<std::string, std::pair<std::int64_t, std::int64_t>> linears;
-  if (c.gptq || c.bnb) {
+  if (c.gptq || c.bnb || c.awq) {
     ModelConfig plain = c;
+    plain.awq.reset();
     plain.gptq.reset();
     plain.bnb.reset();
     for (const auto& spec : expected_tensors(plain))
@@ -171,7 +172,7 @@ RandomCheckpoint write_random_checkpoint(const std::filesystem::path& dir, const
     if (n.ends_with(".qweight")) {
       p.dtype = DType::I32, p.content = Content::RandomBytes;
     } else if (n.ends_with(".qzeros")) {
-      const std::uint32_t eights = c.gptq->zero_offset ? 0x77777777u : 0x88888888u;  // zero 8, stored minus one in v1
+      const std::uint32_t eights = c.gptq && c.gptq->zero_offset ? 0x77777777u : 0x88888888u;  // zero 8, stored minus one in GPTQ v1
       p.dtype = DType::I32, p.content = Content::Constant, p.blob = bytes_of(eights);
     } else if (n.ends_with(".scales")) {
       p.dtype = DType::F16, p.content = Content::Constant, p.blob = bytes_of(to_f16(amplitude / 8));
@@ -210,7 +211,7 @@ RandomCheckpoint write_random_checkpoint(const std::filesystem::path& dir, const
   for (const auto& spec : names) {
     if (!spec.tied_to.empty()) continue;
     Planned p{spec, 1, 0, 0, options.dtype, Content::Float, {}};
-    const bool quantized = (c.gptq || c.bnb) && plan_quantized(p);
+    const bool quantized = (c.gptq || c.bnb || c.awq) && plan_quantized(p);
     if (spec.optional && !quantized) continue;
     for (const auto d : p.spec.shape) {
       if (d > 0 && p.numel > UINT64_MAX / 8 / static_cast<std::uint64_t>(d)) throw Error("config: tensor '" + spec.name + "' is too large");

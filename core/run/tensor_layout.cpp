@@ -12,23 +12,37 @@
 namespace devicemap {
 namespace {
 
+// One tensor of a packed layer.
+void add_part(std::vector<TensorSpec>& out, std::string name, std::vector<std::int64_t> shape, bool optional) {
+  TensorSpec t;
+  t.name = std::move(name);
+  t.shape = std::move(shape);
+  t.optional = optional;
+  out.push_back(std::move(t));
+}
+
 // A GPTQ Linear: packed weights and zeros, scales per group and output, the group of each input row.
 void add_gptq_linear(std::vector<TensorSpec>& out, const std::string& name, std::int64_t out_features,
                      std::int64_t in_features, bool bias, const GptqConfig& q) {
   const std::int64_t pack = 32 / q.bits;
   const std::int64_t groups = q.group_size < 0 ? 1 : (in_features + q.group_size - 1) / q.group_size;
-  auto add = [&](const char* leaf, std::vector<std::int64_t> shape, bool optional) {
-    TensorSpec t;
-    t.name = name + leaf;
-    t.shape = std::move(shape);
-    t.optional = optional;
-    out.push_back(std::move(t));
-  };
+  const auto add = [&](const char* leaf, std::vector<std::int64_t> shape, bool optional) { add_part(out, name + leaf, std::move(shape), optional); };
   add(".qweight", {in_features / pack, out_features}, false);
   add(".qzeros", {groups, out_features / pack}, false);
   add(".scales", {groups, out_features}, false);
   add(".g_idx", {in_features}, true);
   // AutoGPTQ saves a bias only where the layer had one; when present, it is used.
+  add(".bias", {out_features}, !bias);
+}
+
+// An AWQ Linear (GEMM layout): words of eight outputs per input, zeros alike, scales per group.
+void add_awq_linear(std::vector<TensorSpec>& out, const std::string& name, std::int64_t out_features, std::int64_t in_features,
+                    bool bias, const AwqConfig& q) {
+  const std::int64_t groups = (in_features + q.group_size - 1) / q.group_size;
+  const auto add = [&](const char* leaf, std::vector<std::int64_t> shape, bool optional) { add_part(out, name + leaf, std::move(shape), optional); };
+  add(".qweight", {in_features, out_features / 8}, false);
+  add(".qzeros", {groups, out_features / 8}, false);
+  add(".scales", {groups, out_features}, false);
   add(".bias", {out_features}, !bias);
 }
 
@@ -99,11 +113,16 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& config) {
     const std::string module = t.name.substr(0, t.name.rfind('.'));
     const std::string leaf = module.substr(module.rfind('.') + 1);
     // GPTQ quantizes the blocks' Linears but not a router (gate, shared_expert_gate).
-    if (config.gptq && linear && weight && module.starts_with(layers) && leaf != "gate" && leaf != "shared_expert_gate") {
-      add_gptq_linear(out, module, t.shape.at(0), t.shape.at(1), names.count(module + ".bias") > 0, *config.gptq);
+    const bool packed_words = config.gptq || config.awq;
+    if (packed_words && linear && weight && module.starts_with(layers) && leaf != "gate" && leaf != "shared_expert_gate") {
+      if (config.gptq)
+        add_gptq_linear(out, module, t.shape.at(0), t.shape.at(1), names.count(module + ".bias") > 0, *config.gptq);
+      else
+        add_awq_linear(out, module, t.shape.at(0), t.shape.at(1), names.count(module + ".bias") > 0, *config.awq);
       continue;
     }
-    if (config.gptq && linear && t.name.ends_with(".bias") && module.starts_with(layers)) continue;  // taken above
+    if (packed_words && linear && t.name.ends_with(".bias") && module.starts_with(layers) && leaf != "gate" && leaf != "shared_expert_gate")
+      continue;  // taken above
     // bitsandbytes 8-bit: every Linear but the unconverted ones (lm_head, llm_int8_skip_modules) holds
     // int8 weights and their per-row absmax.
     if (config.bnb && config.bnb->method == Quantization::Method::Bnb4 && linear && weight && bnb_converts(module, bnb_kept)) {
@@ -118,6 +137,7 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& config) {
       TensorSpec scb;
       scb.name = module + ".SCB";
       scb.shape = {t.shape.at(0)};
+      scb.keep_dtype = true;  // float32 as bitsandbytes keeps it, whatever the compute dtype
       out.push_back(std::move(scb));
       TensorSpec format;  // newer bitsandbytes saves the weight's layout beside it; it must be row-major
       format.name = module + ".weight_format";
@@ -132,6 +152,8 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& config) {
     for (const auto& d : t.dims) spec.dims.push_back(explain_dimension(d, values, config.family == ModelFamily::Gpt2));
     // Linear weights and embeddings are read by the decode kernels (or looked up by row) as stored.
     spec.read_as_stored = weight && (linear || t.module_class == "Embedding" || t.module_class.ends_with("ScaledWordEmbedding"));
+    spec.block_linear = linear && weight && module.starts_with(layers) && leaf != "gate" && leaf != "shared_expert_gate" &&
+                        spec.shape.size() == 2;
     out.push_back(std::move(spec));
   }
   return out;

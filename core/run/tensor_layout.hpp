@@ -25,6 +25,8 @@ struct TensorSpec {
   // Shapes the loader cannot know (they follow a block size stored beside them): checked by the reader
   // of the quantization state instead.
   bool shape_checked_later = false;
+  // A decoder block's Linear weight (not a router): what quantization on load converts.
+  bool block_linear = false;
   // Each dimension in config.json's words ("num_key_value_heads (4) × head_dim (128) = 512"), for the
   // message when the checkpoint disagrees; empty for GPTQ's packed tensors.
   std::vector<std::string> dims;
