@@ -79,6 +79,26 @@ class TestUiRun : public QObject {
     QVERIFY2(state->text().contains(QStringLiteral("Load again")), qPrintable(state->text()));
   }
 
+  void aPlanAt8BitLoadsTheFloatCheckpointQuantized() {
+    // The dtype choice "bitsandbytes 8-bit" of a float checkpoint loads its block Linears as int8 rows.
+    SessionController controller;
+    controller.setMachine(profile(R"({"cpu": {"memory": "1GiB"}})"), QStringLiteral("cpu only"));
+    controller.openModelNow(testkit::demo_dir().string());
+    PlanOptions options = controller.session().options();
+    Quantization q;
+    q.method = Quantization::Method::Bnb8;
+    options.quantization = q;
+    controller.setOptions(options, QStringLiteral("8-bit"));
+    RunPanel panel(&controller);
+    auto* load = panel.findChild<QPushButton*>(QStringLiteral("load"));
+    auto* generate = panel.findChild<QPushButton*>(QStringLiteral("generate"));
+    auto* state = panel.findChild<QLabel*>(QStringLiteral("state"));
+    load->click();
+    QTRY_VERIFY_WITH_TIMEOUT(generate->isEnabled(), 60000);
+    QVERIFY2(state->text().contains(QStringLiteral("quantized on load to int8")), qPrintable(state->text()));
+    QVERIFY2(state->text().contains(QStringLiteral("35 Linear(s) read packed")), qPrintable(state->text()));
+  }
+
   void cancelDuringLoadingLeavesThePanelUsable() {
     SessionController controller;
     controller.setMachine(profile(R"({"cpu": {"memory": "1GiB"}})"), QStringLiteral("cpu only"));

@@ -259,7 +259,10 @@ void RunPanel::load() {
   const QString folder = QString::fromStdString(s.model().checkpoint.string());
   const DeviceMap map = s.plan().device_map;
   const auto dtype = s.options().dtype;
-  QMetaObject::invokeMethod(worker_, [w = worker_, folder, map, dtype] { w->load(folder, map, dtype); });
+  // The plan's 8-bit or 4-bit choice loads a float checkpoint quantized the same way.
+  LoadQuantization quantize = LoadQuantization::None;
+  if (const auto& q = s.options().quantization) quantize = q->method == Quantization::Method::Bnb8 ? LoadQuantization::Int8 : LoadQuantization::Nf4;
+  QMetaObject::invokeMethod(worker_, [w = worker_, folder, map, dtype, quantize] { w->load(folder, map, dtype, quantize); });
 }
 
 void RunPanel::runPrompt(const QString& prompt) {

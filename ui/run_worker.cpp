@@ -22,13 +22,15 @@ void RunWorker::unload() {
   tokenizer_.reset();
 }
 
-void RunWorker::load(const QString& folder, const DeviceMap& map, std::optional<DType> dtype) {
+void RunWorker::load(const QString& folder, const DeviceMap& map, std::optional<DType> dtype, LoadQuantization quantize) {
   unload();
   // cancel_ is cleared by the UI when it queues the work: a Cancel pressed while the work waited in the
   // queue must still count.
   try {
     LoadOptions options;
     options.dtype = dtype;
+    const auto path = std::filesystem::path(folder.toStdString());
+    if (quantize != LoadQuantization::None && !Checkpoint::open(path).config().contains("quantization_config")) options.quantize = quantize;
     int last = -1;
     options.on_progress = [&](const LoadProgress& p) {
       const int percent = p.bytes_total ? static_cast<int>(100.0 * static_cast<double>(p.bytes_done) / static_cast<double>(p.bytes_total))
@@ -39,7 +41,6 @@ void RunWorker::load(const QString& folder, const DeviceMap& map, std::optional<
       }
       return !cancel_.load();
     };
-    const auto path = std::filesystem::path(folder.toStdString());
     auto tokenizer = std::make_unique<Tokenizer>(Tokenizer::load(resolve_model_folder(path)));
     auto model = std::make_unique<Model>(Model::load(path, map, options));
     model->set_cancel_flag(&cancel_);
@@ -52,6 +53,10 @@ void RunWorker::load(const QString& folder, const DeviceMap& map, std::optional<
       per_device << QStringLiteral("%1 %2").arg(QString::fromStdString(device), QString::fromStdString(format_size(bytes)));
     if (!per_device.isEmpty()) summary += QStringLiteral(" · ") + per_device.join(QStringLiteral(", "));
     if (r.aliased_bytes) summary += tr(" · %1 read straight from the file").arg(QString::fromStdString(format_size(r.aliased_bytes)));
+    if (options.quantize != LoadQuantization::None)
+      summary += tr(" · block Linears quantized on load to %1").arg(options.quantize == LoadQuantization::Int8 ? QStringLiteral("int8") : QStringLiteral("nf4"));
+    if (r.packed_linears)
+      summary += tr(" · %n Linear(s) read packed (%1)", nullptr, static_cast<int>(r.packed_linears)).arg(QString::fromStdString(format_size(r.packed_bytes)));
     for (const auto& note : r.notes) summary += QLatin1Char('\n') + QString::fromStdString(note);
     const GenerationOptions& g = model->generation_defaults();
     Sampling defaults;

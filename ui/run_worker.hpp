@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "format/dtype.hpp"
+#include "run/load_options.hpp"
 #include "plan/device_map.hpp"
 
 namespace devicemap {
@@ -41,7 +42,9 @@ class RunWorker : public QObject {
   std::atomic<bool>& cancelFlag() { return cancel_; }
 
   // Both run on the worker's thread (call through QMetaObject::invokeMethod).
-  void load(const QString& folder, const DeviceMap& map, std::optional<DType> dtype);
+  // `quantize`: the plan's bitsandbytes choice for a float checkpoint, applied on load (a checkpoint
+  // quantized already runs as stored).
+  void load(const QString& folder, const DeviceMap& map, std::optional<DType> dtype, LoadQuantization quantize = LoadQuantization::None);
   void generate(const QString& prompt, const Sampling& sampling);
   void unload();
 
