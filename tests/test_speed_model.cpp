@@ -147,6 +147,33 @@ class SpeedModel : public QObject {
     QVERIFY(bf16.tokens_per_second < memory_bound.tokens_per_second / 4);
   }
 
+  void packed_quantized_linears_run_at_their_kernels_rate() {
+    // At 4 bits a step reads a quarter of the 16-bit bytes, but the 4-bit kernel's own rate may bind.
+    const Skeleton s = open_model("catalog:llama-3.1-8b").skeleton;
+    const DeviceMap cpu({{"", Device::cpu()}});
+    Machine m = machine("256GiB", -1);  // 50 GB/s RAM
+    m.cpu_gflops = m.cpu_gflops_bf16 = 1000;
+    SpeedInputs nf4;
+    nf4.quantization = Quantization{Quantization::Method::Bnb4, "nf4", false, 64, {}};
+    const auto unknown = predict_decode_speed(s, cpu, m, nf4);
+    bool said = false;
+    for (const auto& a : unknown.assumptions) said = said || a.find("quantized Linears") != std::string::npos;
+    QVERIFY(said);
+    DM_COMPARE_STR(unknown.bottleneck, std::string("CPU RAM"));
+    m.cpu_gflops_4bit = 5;
+    const auto slow = predict_decode_speed(s, cpu, m, nf4);
+    DM_COMPARE_STR(slow.bottleneck, std::string("CPU compute"));
+    // The converted Linears (every block Linear; the head stays 16-bit) at 5 GFLOP/s, the rest at 1000.
+    double converted = 0;
+    for (std::size_t i = 0; i < s.tensors.size(); ++i) {
+      const auto& t = s.tensors[i];
+      if (t.shape.size() == 2 && t.name.rfind("model.layers.", 0) == 0) converted += double(t.numel());
+    }
+    QVERIFY(part(slow, "CPU compute").seconds > 2 * converted / 5e9);
+    QVERIFY(part(slow, "CPU compute").seconds < 2 * converted / 5e9 * 1.05);
+    QVERIFY(slow.tokens_per_second < unknown.tokens_per_second / 2);
+  }
+
   void a_tied_head_reads_the_whole_embedding() {
     const Skeleton s = open_model("catalog:gpt2").skeleton;  // float32, lm_head tied to wte
     const auto p = predict_decode_speed(s, DeviceMap({{"", Device::gpu(0)}}), machine());

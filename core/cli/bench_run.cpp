@@ -214,9 +214,13 @@ int bench_generate(const std::vector<std::string>& argv, std::ostream& out) {
   measure_bandwidths(machine);
   machine.cpu_gflops = measure_matvec_gflops(DType::F32);
   machine.cpu_gflops_bf16 = measure_matvec_gflops(DType::BF16);
-  char rates[160];
-  std::snprintf(rates, sizeof rates, "(CPU one-row dense layers: %.3g GFLOP/s float32, %.3g GFLOP/s bfloat16)\n",
-                machine.cpu_gflops, machine.cpu_gflops_bf16);
+  machine.cpu_gflops_int8 = measure_packed_gflops(false);
+  machine.cpu_gflops_4bit = measure_packed_gflops(true);
+  char rates[240];
+  std::snprintf(rates, sizeof rates,
+                "(CPU one-row dense layers: %.3g GFLOP/s float32, %.3g GFLOP/s bfloat16, %.3g GFLOP/s int8 rows, %.3g GFLOP/s "
+                "4-bit codes)\n",
+                machine.cpu_gflops, machine.cpu_gflops_bf16, machine.cpu_gflops_int8, machine.cpu_gflops_4bit);
   if (!b.json) out << rates;
   if (!b.json)
     out << "(decode kernels: " << kernels::dispatch_target() << ", " << kernels::ThreadPool::shared().size() << " threads)\n";

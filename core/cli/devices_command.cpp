@@ -48,6 +48,8 @@ int devices_command(Invocation& inv) {
 #ifdef DEVICEMAP_HAVE_RUN_COMMANDS
       m.cpu_gflops = measure_matvec_gflops(DType::F32);
       m.cpu_gflops_bf16 = measure_matvec_gflops(DType::BF16);
+      m.cpu_gflops_int8 = measure_packed_gflops(false);
+      m.cpu_gflops_4bit = measure_packed_gflops(true);
 #endif
     }
   }
@@ -70,6 +72,8 @@ int devices_command(Invocation& inv) {
     j["pcie_gbs"] = m.pcie_gbs;
     j["cpu_gflops"] = m.cpu_gflops;
     j["cpu_gflops_bf16"] = m.cpu_gflops_bf16;
+    j["cpu_gflops_int8"] = m.cpu_gflops_int8;
+    j["cpu_gflops_4bit"] = m.cpu_gflops_4bit;
     j["default_max_memory"] = default_max_memory(m).to_json();
     inv.out << j.dump(2) << "\n";
     return 0;
@@ -86,9 +90,11 @@ int devices_command(Invocation& inv) {
     inv.out << std::setw(14) << bw << "\n";
   }
   if (m.pcie_gbs > 0 || m.cpu_gflops > 0) {
-    char line[160];
-    std::snprintf(line, sizeof line, "PCIe %.3g GB/s, CPU %.3g GFLOP/s float32, %.3g GFLOP/s bfloat16 (0 = unknown)\n",
-                  m.pcie_gbs, m.cpu_gflops, m.cpu_gflops_bf16);
+    char line[240];
+    std::snprintf(line, sizeof line,
+                  "PCIe %.3g GB/s, CPU %.3g GFLOP/s float32, %.3g GFLOP/s bfloat16, %.3g GFLOP/s int8 rows, %.3g GFLOP/s 4-bit "
+                  "codes (0 = unknown)\n",
+                  m.pcie_gbs, m.cpu_gflops, m.cpu_gflops_bf16, m.cpu_gflops_int8, m.cpu_gflops_4bit);
     inv.out << line;
   }
   if (m.gpus().empty()) inv.out << "no NVIDIA GPU found (NVML not available); plan for one with --profile\n";

@@ -169,6 +169,8 @@ Machine machine_from_profile(const nlohmann::json& j, std::string_view source) {
   const auto ram = size_field(j["cpu"], "memory", src + ": cpu");
   m.cpu_gflops = rate_field(j["cpu"], "gflops", src + ": cpu");
   m.cpu_gflops_bf16 = rate_field(j["cpu"], "gflops_bf16", src + ": cpu");
+  m.cpu_gflops_int8 = rate_field(j["cpu"], "gflops_int8", src + ": cpu");
+  m.cpu_gflops_4bit = rate_field(j["cpu"], "gflops_4bit", src + ": cpu");
   m.devices.push_back({Device::cpu(), name_field(j["cpu"], "CPU RAM", src + ": cpu"), ram, ram,
                        rate_field(j["cpu"], "bandwidth_gbs", src + ": cpu"), true});
   if (j.contains("disk") && j["disk"].is_object()) {
@@ -196,6 +198,8 @@ nlohmann::json profile_to_json(const Machine& m) {
       e["memory"] = d.total;
       e["gflops"] = m.cpu_gflops;
       if (m.cpu_gflops_bf16 > 0) e["gflops_bf16"] = m.cpu_gflops_bf16;
+      if (m.cpu_gflops_int8 > 0) e["gflops_int8"] = m.cpu_gflops_int8;
+      if (m.cpu_gflops_4bit > 0) e["gflops_4bit"] = m.cpu_gflops_4bit;
       j["cpu"] = e;
     } else {
       e["free"] = d.free;

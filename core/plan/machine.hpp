@@ -29,6 +29,10 @@ struct Machine {
   double pcie_gbs = 0;              // host-to-GPU bandwidth, GB/s; 0 = unknown
   double cpu_gflops = 0;            // one-row dense layers in float32, GFLOP/s; 0 = unknown
   double cpu_gflops_bf16 = 0;       // the same in bfloat16; 0 = as float32
+  // The same for quantized Linears the decode kernels read packed, per weight (2 flops each): int8
+  // rows and 4-bit codes (bitsandbytes NF4/FP4, GPTQ and AWQ 4-bit). 0 = unknown: bandwidth only.
+  double cpu_gflops_int8 = 0;
+  double cpu_gflops_4bit = 0;
   bool simulated = false;
 
   const DeviceInfo* find(Device d) const;

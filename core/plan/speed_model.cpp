@@ -93,6 +93,7 @@ SpeedPrediction predict_decode_speed(const Skeleton& s, const DeviceMap& map, co
   std::vector<Read> reads;
   double on_disk = 0, resident_cpu = 0;  // weights held there, whether read per token or not
   bool compute_unknown = false;
+  bool packed_unknown = false;  // the rate of the kernels that read int8 rows or 4-bit codes
   // Mixtral's num_local_experts, Qwen MoE's num_experts, DeepSeek's n_routed_experts; num_experts_per_tok of them
   // run per token.
   double expert_share = 1.0;
@@ -105,7 +106,18 @@ SpeedPrediction predict_decode_speed(const Skeleton& s, const DeviceMap& map, co
     if (experts > 0 && k > 0 && k <= experts) expert_share = double(k) / double(experts);
   }
   std::optional<ModuleSizes> quantized;
-  if (in.quantization) quantized = real_quantized_sizes(s, *in.quantization, in.dtype);
+  std::vector<std::string> not_converted;
+  if (in.quantization) {
+    quantized = real_quantized_sizes(s, *in.quantization, in.dtype);
+    not_converted = modules_not_converted(s, *in.quantization);
+  }
+  // GPTQ and AWQ checkpoints: a qweight word holds 32 / bits weights.
+  int packed_bits = 0;
+  if (s.config.contains("quantization_config") && s.config["quantization_config"].is_object()) {
+    const auto& q = s.config["quantization_config"];
+    const std::string method = q.value("quant_method", "");
+    if ((method == "gptq" || method == "awq") && q.contains("bits") && q["bits"].is_number_integer()) packed_bits = q["bits"].get<int>();
+  }
   for (const auto& t : s.tensors) {
     if (t.buffer) continue;  // rotary tables and masks: small, and sliced rather than read whole
     const auto& weights = t.tied_to >= 0 ? s.tensors[static_cast<std::size_t>(t.tied_to)] : t;
@@ -130,9 +142,19 @@ SpeedPrediction predict_decode_speed(const Skeleton& s, const DeviceMap& map, co
     const double recast_bytes = recast ? double(weights.numel()) * dtype_bits(weights.dtype) / 8 + 2 * bytes : 0;
     // float16 matrices stream through the same 16-bit path of the decode kernels as bfloat16 ones.
     const bool sixteen = dt == DType::BF16 || (dt == DType::F16 && exec.is_cpu());
-    const double rate = sixteen && machine.cpu_gflops_bf16 > 0 ? machine.cpu_gflops_bf16 : machine.cpu_gflops;
-    const double flop_seconds = exec.is_cpu() && rate > 0 ? 2.0 * double(weights.numel()) / (rate * 1e9) : 0;
-    if (exec.is_cpu() && rate <= 0) compute_unknown = true;
+    double rate = sixteen && machine.cpu_gflops_bf16 > 0 ? machine.cpu_gflops_bf16 : machine.cpu_gflops;
+    double elements = double(weights.numel());
+    // Packed quantized Linears run at the packed kernels' own rate (when known), per weight.
+    const bool words = packed_bits > 0 && weights.dtype == DType::I32 && weights.name.ends_with(".qweight");
+    const bool bnb = in.quantization && weights.shape.size() == 2 && quantized_module(s, weights.module, not_converted);
+    if (words) {
+      elements *= 32.0 / packed_bits;
+      if (packed_bits == 4) rate = machine.cpu_gflops_4bit;
+    } else if (bnb) {
+      rate = in.quantization->method == Quantization::Method::Bnb8 ? machine.cpu_gflops_int8 : machine.cpu_gflops_4bit;
+    }
+    const double flop_seconds = exec.is_cpu() && rate > 0 ? 2.0 * elements / (rate * 1e9) : 0;
+    if (exec.is_cpu() && rate <= 0) ((words && packed_bits == 4) || bnb ? packed_unknown : compute_unknown) = true;
     // A routed expert is read only by the tokens its router picks: per token, top_k of the experts.
     const double share = t.name.find(".experts.") != std::string::npos ? expert_share : 1.0;
     reads.push_back({block, *home, exec, bytes * share, flop_seconds * share, recast_bytes * share});
@@ -230,6 +252,8 @@ SpeedPrediction predict_decode_speed(const Skeleton& s, const DeviceMap& map, co
   }
   if (compute_unknown)
     out.assumptions.push_back("the CPU's compute rate is unknown: its blocks are taken to be bound by memory");
+  if (packed_unknown)
+    out.assumptions.push_back("the CPU's rate for quantized Linears (int8 rows, 4-bit codes) is unknown: they are taken to be bound by memory");
 
   out.missing.assign(missing.begin(), missing.end());
   for (auto& [_, p] : parts) out.parts.push_back(p);

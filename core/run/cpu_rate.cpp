@@ -7,6 +7,7 @@
 
 #include "error.hpp"
 #include "run/dense.hpp"
+#include "run/packed_linear.hpp"
 
 namespace devicemap {
 
@@ -35,6 +36,34 @@ double measure_matvec_gflops(DType dtype) {
     constexpr int steps = 4;
     const auto start = std::chrono::steady_clock::now();
     for (int i = 0; i < steps; ++i) dense(x, weight);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    best = std::max(best, 2.0 * rows * cols * steps / s / 1e9);
+  }
+  return best;
+}
+
+double measure_packed_gflops(bool four_bit) {
+  use_all_cores();
+  c10::InferenceMode inference;
+  // 32768 × 4096 weights: 128 MiB as int8 rows, 64 MiB as 4-bit codes, beyond the last-level caches.
+  constexpr std::int64_t rows = 32768, cols = 4096, block = 64;
+  const at::Tensor codes = empty_in_huge_pages({rows, four_bit ? cols / 2 : cols}, at::TensorOptions().dtype(four_bit ? at::kByte : at::kChar))
+                               .fill_(0x35);
+  const at::Tensor scale = at::full({four_bit ? rows * cols / block : rows}, 0.01, at::TensorOptions().dtype(at::kFloat));
+  PackedLinear p;
+  p.out = rows;
+  p.in = cols;
+  p.codes = codes;
+  p.int8 = !four_bit;
+  p.scale = scale;
+  p.layout = {kernels::nf4_table(), static_cast<std::size_t>(block), scale.data_ptr<float>(), nullptr, static_cast<std::size_t>(cols / block)};
+  const at::Tensor x = at::full({1, cols}, 0.5, at::TensorOptions().dtype(at::kFloat));
+  p.decode(x, at::Tensor());  // warm-up: first touch
+  double best = 0;
+  for (int round = 0; round < 3; ++round) {
+    constexpr int steps = 4;
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < steps; ++i) p.decode(x, at::Tensor());
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     best = std::max(best, 2.0 * rows * cols * steps / s / 1e9);
   }

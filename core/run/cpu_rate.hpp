@@ -12,4 +12,8 @@ void use_all_cores();
 // larger than the caches: what a CPU-run decoder layer gets, memory and kernels included.
 double measure_matvec_gflops(DType dtype);
 
+// The same for quantized Linears the decode kernels read packed: int8 rows (`four_bit` false) or 4-bit
+// codes in blocks of 64 (true), in GFLOP/s of the weights they stand for (2 flops each).
+double measure_packed_gflops(bool four_bit);
+
 }  // namespace devicemap
