@@ -160,11 +160,12 @@ class Llama final : public Transformer {
   // The tensor that places a block Linear (and the part of the block it belongs to).
   const char* main_tensor() const { return c_.gptq || c_.awq ? ".qweight" : ".weight"; }
 
-  // A block Linear: dense; bitsandbytes int8 rows read by the decode kernels as they are (expanded for a
-  // prompt or a GPU); or expanded from its GPTQ words on the device that runs it, each time it runs.
+  // A block Linear: dense; packed in RAM (4-bit codes or int8 rows: run/packed_linear.hpp), read by the
+  // decode kernels as they are and expanded for a prompt; or, on "disk" or a GPU, as stored and expanded
+  // on the device that runs it, each time it runs.
   at::Tensor linear(const std::string& name, const at::Tensor& x, const c10::Device& device) const {
     at::Tensor weight;
-    if (const PackedLinear* packed = w_.packed(name)) {  // 4-bit codes in RAM (bitsandbytes, GPTQ)
+    if (const PackedLinear* packed = w_.packed(name)) {
       if (decode_codes4_takes(x, packed->in)) return packed->decode(x, p_.fetch_if_present(name + ".bias", device));
       weight = packed->dequantize().to(device, x.scalar_type());
     } else if (c_.awq) {  // AWQ on "disk" or a GPU: expanded where it runs
