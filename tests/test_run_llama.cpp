@@ -901,6 +901,15 @@ class TestRunLlama : public QObject {
       for (std::size_t p = 4; p < kSequence.size(); ++p)
         QVERIFY(max_error(model.forward(std::span<const std::int64_t>(kSequence).subspan(p, 1)).row(0), reference[p]) < 1e-4);
     }
+    // A map with no block on "cpu" leaves nothing to quantize: said, not ignored.
+    try {
+      LoadOptions on_disk;
+      on_disk.quantize = LoadQuantization::Int8;
+      Model::load(dir.path(), DeviceMap({{"", Device::disk()}}), on_disk);
+      QFAIL("quantizing on load with nothing on \"cpu\" was accepted");
+    } catch (const Error& e) {
+      QVERIFY2(std::string(e.what()).find("nothing to quantize") != std::string::npos, e.what());
+    }
     // A checkpoint quantized already is refused.
     testkit::TempDir gptq_dir;
     auto gptq = base_config("llama");

@@ -168,6 +168,10 @@ LoadPlan plan_load(const Checkpoint& checkpoint, const ModelConfig& config, cons
     if (load.offload) plan.offload_bytes += load.stored_bytes;
     plan.tensors.push_back(std::move(load));
   }
+  if (options.quantize != LoadQuantization::None &&
+      std::none_of(plan.tensors.begin(), plan.tensors.end(), [](const TensorLoad& t) { return t.quantize; }))
+    throw Error(checkpoint.dir().string() + ": quantizing on load found nothing to quantize: it converts the Linear layers of the " +
+                "decoder blocks the map puts on \"cpu\", and this " + config.model_type + " model has none there");
   check_group_indices(plan);
   if (plan.offload_bytes > 0)
     plan.notes.push_back(format_size(plan.offload_bytes) + " of \"disk\" weights are written to the offload folder in " +
