@@ -68,9 +68,9 @@ inline at::Tensor decode_dense_int8(const at::Tensor& x, const at::Tensor& weigh
   return x.scalar_type() == at::kFloat ? y : y.to(x.scalar_type());
 }
 
-// Whether the decode kernels take x for a Linear of 4-bit codes with `in` inputs (run/packed_linear.hpp):
-// half a byte per weight read, plus the block scales.
-inline bool decode_codes4_takes(const at::Tensor& x, std::int64_t in) {
+// Whether the decode kernels take x for a packed Linear with `in` inputs (run/packed_linear.hpp: 4-bit codes
+// or int8 rows): half a byte or one byte per weight read, plus the scales.
+inline bool decode_packed_takes(const at::Tensor& x, std::int64_t in) {
   return decode_kernels_in_use() && x.is_cpu() && x.dim() == 2 && x.size(0) >= 1 &&
          x.size(0) <= static_cast<std::int64_t>(kernels::kMaxBatch) && x.size(1) == in && in % 2 == 0;
 }

@@ -73,12 +73,7 @@ class Llama final : public Transformer {
         local_(local_rope_config(config)),
         local_inv_freq_(inverse_frequencies(local_)),
         scale_(config.attention_scale > 0 ? config.attention_scale : 1.0 / std::sqrt(double(config.head_dim))) {
-    if (c_.bnb && c_.bnb->method == Quantization::Method::Bnb4) {  // the [out, in] of each Linear, for its codes
-      ModelConfig plain = c_;
-      plain.bnb.reset();
-      for (const auto& t : expected_tensors(plain))
-        if (t.name.ends_with(".weight") && t.shape.size() == 2) linear_shapes_[t.name.substr(0, t.name.size() - 7)] = {t.shape[0], t.shape[1]};
-    }
+    if (c_.bnb && c_.bnb->method == Quantization::Method::Bnb4) linear_shapes_ = linear_shapes(c_);  // for codes on "disk"
   }
 
   at::Tensor forward(const at::Tensor& ids, KvCache* cache, bool all_positions) override {
@@ -166,7 +161,7 @@ class Llama final : public Transformer {
   at::Tensor linear(const std::string& name, const at::Tensor& x, const c10::Device& device) const {
     at::Tensor weight;
     if (const PackedLinear* packed = w_.packed(name)) {
-      if (decode_codes4_takes(x, packed->in)) return packed->decode(x, p_.fetch_if_present(name + ".bias", device));
+      if (decode_packed_takes(x, packed->in)) return packed->decode(x, p_.fetch_if_present(name + ".bias", device));
       weight = packed->dequantize().to(device, x.scalar_type());
     } else if (c_.awq) {  // AWQ on "disk" or a GPU: expanded where it runs
       weight = dequantize_awq(p_.fetch(name + ".qweight", device).to(at::kCPU), p_.fetch(name + ".qzeros", device).to(at::kCPU),
@@ -177,7 +172,7 @@ class Llama final : public Transformer {
                                p_.fetch(name + ".scales", device), p_.fetch_if_present(name + ".g_idx", device), *c_.gptq);
     else if (c_.bnb && w_.contains(name + ".weight.quant_map")) {  // bitsandbytes 4-bit on "disk" or a GPU: read per use
       const auto q = bnb4(name);
-      if (decode_codes4_takes(x, q->in)) return q->decode(x, p_.fetch_if_present(name + ".bias", device));
+      if (decode_packed_takes(x, q->in)) return q->decode(x, p_.fetch_if_present(name + ".bias", device));
       weight = q->dequantize().to(device, x.scalar_type());
     }
     else if (c_.bnb && w_.contains(name + ".SCB")) {  // bitsandbytes 8-bit: int8 rows times absmax / 127
@@ -209,7 +204,7 @@ class Llama final : public Transformer {
     std::vector<const PackedLinear*> packed;
     for (const char* n : names)
       if (const PackedLinear* l = w_.packed(prefix + n)) packed.push_back(l);
-    if (packed.size() == names.size() && decode_codes4_takes(x, packed.front()->in)) {
+    if (packed.size() == names.size() && decode_packed_takes(x, packed.front()->in)) {
       for (const char* n : names) biases.push_back(p_.fetch_if_present(prefix + n + ".bias", device));
       return decode_together(x, packed, biases);
     }
@@ -368,7 +363,7 @@ class Llama final : public Transformer {
   const ModelConfig& c_;
   const Weights& w_;
   Prefetcher& p_;
-  std::map<std::string, std::pair<std::int64_t, std::int64_t>> linear_shapes_;
+  std::map<std::string, std::pair<std::int64_t, std::int64_t>, std::less<>> linear_shapes_;
   at::Tensor inv_freq_;
   ModelConfig local_;  // the config of Gemma 3's local layers' RoPE
   at::Tensor local_inv_freq_;

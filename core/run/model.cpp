@@ -164,25 +164,21 @@ double Model::weight_read_seconds(int passes) const {
   };
   std::vector<Piece> pieces;
   std::set<const void*> read;  // a packed Linear may hold stored tensors themselves (bitsandbytes codes)
+  const auto add = [&](const at::Tensor& t) {
+    if (!t.defined() || !read.insert(t.data_ptr()).second) return;
+    const auto* words = static_cast<const std::uint64_t*>(t.data_ptr());
+    const std::size_t n = t.nbytes() / 8;
+    for (std::size_t at = 0; at < n; at += std::size_t{1} << 17) pieces.push_back({words + at, std::min<std::size_t>(std::size_t{1} << 17, n - at)});
+  };
   const bool tied = impl_->config.tie_word_embeddings;
   impl_->weights->for_each([&](const std::string& name, const StoredTensor& t) {
     if (!t.tensor.is_cpu()) return;
-    read.insert(t.tensor.data_ptr());
     const bool input_embedding = name.ends_with("embed_tokens.weight") || name.ends_with("wte.weight") || name.ends_with("wpe.weight");
-    if (input_embedding && !(tied && !name.ends_with("wpe.weight"))) return;
-    const auto* bytes = static_cast<const std::byte*>(t.tensor.data_ptr());
-    const std::size_t words = t.tensor.nbytes() / 8;
-    for (std::size_t at = 0; at < words; at += std::size_t{1} << 17)
-      pieces.push_back({reinterpret_cast<const std::uint64_t*>(bytes) + at, std::min<std::size_t>(std::size_t{1} << 17, words - at)});
+    if (input_embedding && !(tied && !name.ends_with("wpe.weight"))) return;  // a lookup reads one row
+    add(t.tensor);
   });
   impl_->weights->for_each_packed([&](const std::string&, const PackedLinear& l) {  // codes and their block scales
-    for (const at::Tensor* t : {&l.codes, &l.scale, &l.offset}) {
-      if (!t->defined() || t->nbytes() < 8 || !read.insert(t->data_ptr()).second) continue;
-      const auto* bytes = static_cast<const std::byte*>(t->data_ptr());
-      const std::size_t words = t->nbytes() / 8;
-      for (std::size_t at = 0; at < words; at += std::size_t{1} << 17)
-        pieces.push_back({reinterpret_cast<const std::uint64_t*>(bytes) + at, std::min<std::size_t>(std::size_t{1} << 17, words - at)});
-    }
+    for (const at::Tensor* t : {&l.codes, &l.scale, &l.offset}) add(*t);
   });
   double best = 0;
   std::vector<std::uint64_t> sums(pieces.size());

@@ -56,41 +56,45 @@ at::Tensor PackedLinear::dequantize() const {
   return at::zeros_like(w).index_copy_(1, columns, w);  // codes' column j is input column columns[j]
 }
 
+namespace {
+
+// The decode kernels' products of float32 rows `xf` (already in the codes' column order) with each
+// linear in one pass over the pool, plus biases, in `dtype`.
+std::vector<at::Tensor> products(const at::Tensor& xf, std::span<const PackedLinear* const> linears, std::span<const at::Tensor> biases,
+                                 at::ScalarType dtype) {
+  std::vector<at::Tensor> ys;
+  std::vector<kernels::Matrix> matrices;
+  std::vector<kernels::Product> work;
+  matrices.reserve(linears.size());
+  for (const auto* l : linears) {
+    ys.push_back(at::empty({xf.size(0), l->out}, xf.options()));
+    matrices.push_back(l->matrix());
+    work.push_back({matrices.back(), ys.back().data_ptr<float>(), static_cast<std::size_t>(l->out)});
+  }
+  kernels::matvec(work, xf.data_ptr<float>(), static_cast<std::size_t>(xf.size(0)), static_cast<std::size_t>(xf.size(1)));
+  for (std::size_t i = 0; i < ys.size(); ++i) {
+    if (i < biases.size() && biases[i].defined()) ys[i].add_(biases[i].to(at::kFloat));
+    if (dtype != at::kFloat) ys[i] = ys[i].to(dtype);
+  }
+  return ys;
+}
+
+}  // namespace
+
 at::Tensor PackedLinear::decode(const at::Tensor& x, const at::Tensor& bias) const {
   at::Tensor xf = x.to(at::kFloat).contiguous();
   if (columns.defined()) xf = xf.index_select(1, columns).contiguous();
-  at::Tensor y = at::empty({x.size(0), out}, xf.options());
-  const kernels::Matrix m = matrix();
-  const kernels::Product p{m, y.data_ptr<float>(), static_cast<std::size_t>(out)};
-  kernels::matvec({&p, 1}, xf.data_ptr<float>(), static_cast<std::size_t>(x.size(0)), static_cast<std::size_t>(in));
-  if (bias.defined()) y.add_(bias.to(at::kFloat));
-  return x.scalar_type() == at::kFloat ? y : y.to(x.scalar_type());
+  const PackedLinear* self = this;
+  return products(xf, {&self, 1}, {&bias, 1}, x.scalar_type()).front();
 }
 
 std::vector<at::Tensor> decode_together(const at::Tensor& x, std::span<const PackedLinear* const> linears,
                                         std::span<const at::Tensor> biases) {
-  std::vector<at::Tensor> ys;
-  const auto bias = [&](std::size_t i) { return i < biases.size() ? biases[i] : at::Tensor(); };
   bool gathered = false;
   for (const auto* l : linears) gathered = gathered || l->columns.defined();
-  if (gathered) {
-    for (std::size_t i = 0; i < linears.size(); ++i) ys.push_back(linears[i]->decode(x, bias(i)));
-    return ys;
-  }
-  const at::Tensor xf = x.to(at::kFloat).contiguous();
-  std::vector<kernels::Matrix> matrices;
-  std::vector<kernels::Product> products;
-  matrices.reserve(linears.size());
-  for (const auto* l : linears) {
-    ys.push_back(at::empty({x.size(0), l->out}, xf.options()));
-    matrices.push_back(l->matrix());
-    products.push_back({matrices.back(), ys.back().data_ptr<float>(), static_cast<std::size_t>(l->out)});
-  }
-  kernels::matvec(products, xf.data_ptr<float>(), static_cast<std::size_t>(x.size(0)), static_cast<std::size_t>(x.size(1)));
-  for (std::size_t i = 0; i < ys.size(); ++i) {
-    if (bias(i).defined()) ys[i].add_(bias(i).to(at::kFloat));
-    if (x.scalar_type() != at::kFloat) ys[i] = ys[i].to(x.scalar_type());
-  }
+  if (!gathered) return products(x.to(at::kFloat).contiguous(), linears, biases, x.scalar_type());
+  std::vector<at::Tensor> ys;  // each its own input order
+  for (std::size_t i = 0; i < linears.size(); ++i) ys.push_back(linears[i]->decode(x, i < biases.size() ? biases[i] : at::Tensor()));
   return ys;
 }
 
@@ -106,30 +110,24 @@ void pack_linears(Weights& weights, const ModelConfig& config) {
   const bool gptq4 = config.gptq && config.gptq->bits == 4;
   const bool bnb8 = config.bnb && config.bnb->method == Quantization::Method::Bnb8;
   if (!bnb4 && !bnb8 && !gptq4 && !config.awq) return;
-  // The [out, in] of each Linear, as an unquantized checkpoint would hold it.
-  ModelConfig plain = config;
-  plain.bnb.reset();
-  plain.gptq.reset();
-  plain.awq.reset();
   const c10::Device cpu(c10::kCPU);
   const auto resident = [&](const std::string& name) {
     const StoredTensor& s = weights.stored(name);
     return s.placement.is_cpu() && s.tensor.is_cpu();
   };
-  for (const auto& t : expected_tensors(plain)) {
-    if (!t.name.ends_with(".weight") || t.shape.size() != 2) continue;
-    const std::string module = t.name.substr(0, t.name.size() - 7);
+  for (const auto& [module, shape] : linear_shapes(config)) {
+    const auto [out, in] = shape;
     if (bnb4 && weights.contains(module + ".weight.quant_map")) {
       // Checked wherever it lies; kept when its codes stay in RAM.
       const auto fetch = [&](const std::string& n) { return weights.contains(n) ? weights.fetch(n, cpu) : at::Tensor(); };
-      auto packed = read_bnb4(module, t.shape[0], t.shape[1], fetch);
+      auto packed = read_bnb4(module, out, in, fetch);
       if (resident(module + ".weight")) weights.add_packed(module, std::move(packed));
     } else if (bnb8 && weights.contains(module + ".SCB") && resident(module + ".weight") &&
                weights.stored(module + ".weight").tensor.scalar_type() == at::kChar) {
       // LLM.int8 rows read in place; SCB / 127 in float32 (the stored SCB is float32 whatever runs).
       auto p = std::make_shared<PackedLinear>();
-      p->out = t.shape[0];
-      p->in = t.shape[1];
+      p->out = out;
+      p->in = in;
       p->int8 = true;
       p->codes = weights.fetch(module + ".weight", cpu).contiguous();
       p->scale = weights.stored(module + ".SCB").tensor.to(at::kFloat).div(127.0).contiguous();

@@ -145,15 +145,7 @@ RandomCheckpoint write_random_checkpoint(const std::filesystem::path& dir, const
   if (c.gptq && c.gptq->bits != 4) throw Error("random GPTQ checkpoints are 4-bit");
   if (c.bnb && c.bnb->double_quant) throw Error("random bitsandbytes 4-bit checkpoints are not double-quantized");
   // Each quantized Linear's [out, in], from the unquantized layout.
-  std::map<std::string, std::pair<std::int64_t, std::int64_t>> linears;
-  if (c.gptq || c.bnb || c.awq) {
-    ModelConfig plain = c;
-    plain.awq.reset();
-    plain.gptq.reset();
-    plain.bnb.reset();
-    for (const auto& spec : expected_tensors(plain))
-      if (spec.name.ends_with(".weight") && spec.shape.size() == 2) linears[spec.name.substr(0, spec.name.size() - 7)] = {spec.shape[0], spec.shape[1]};
-  }
+  const auto linears = linear_shapes(c);
   const auto bytes_of = [](const auto& v) {
     std::vector<char> b(sizeof v);
     std::memcpy(b.data(), &v, sizeof v);

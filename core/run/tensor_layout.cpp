@@ -159,6 +159,17 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& config) {
   return out;
 }
 
+std::map<std::string, std::pair<std::int64_t, std::int64_t>, std::less<>> linear_shapes(const ModelConfig& config) {
+  ModelConfig plain = config;
+  plain.bnb.reset();
+  plain.gptq.reset();
+  plain.awq.reset();
+  std::map<std::string, std::pair<std::int64_t, std::int64_t>, std::less<>> out;
+  for (const auto& t : expected_tensors(plain))
+    if (t.name.ends_with(".weight") && t.shape.size() == 2) out[t.name.substr(0, t.name.size() - 7)] = {t.shape[0], t.shape[1]};
+  return out;
+}
+
 std::string block_name(const ModelConfig& config, std::int64_t index) {
   return (config.family == ModelFamily::Gpt2 ? "transformer.h." : "model.layers.") + std::to_string(index);
 }

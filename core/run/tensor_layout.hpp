@@ -4,7 +4,9 @@
 // description, model/architecture_tensors.hpp) evaluated with this runtime's reading of config.json.
 // The loader loads exactly these and checks their shapes.
 #include <cstdint>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "run/model_config.hpp"
@@ -34,6 +36,10 @@ struct TensorSpec {
 
 // Every parameter the forward pass reads, in execution order (embeddings, blocks, final norm, head).
 std::vector<TensorSpec> expected_tensors(const ModelConfig& config);
+
+// The [out, in] of every 2-D weight by module name ("model.layers.0.mlp.down_proj"), as an unquantized
+// checkpoint of the same config holds it: the shapes quantized tensors (codes, words, states) stand for.
+std::map<std::string, std::pair<std::int64_t, std::int64_t>, std::less<>> linear_shapes(const ModelConfig& config);
 
 // "model.layers.3" / "transformer.h.3": the module of block `index`.
 std::string block_name(const ModelConfig& config, std::int64_t index);
