@@ -87,13 +87,22 @@ void expect_product(const CodedMatrix& m, const std::vector<float>& x, std::size
                     const std::string& what) {
   for (std::size_t b = 0; b < batch; ++b)
     for (std::size_t r = 0; r < m.rows; ++r) {
-      double ref = 0, mag = 0;
+      double ref = 0, mag = 0, top_x = 0, sum_w = 0, sum_xs = 0, top_t = 0;
+      for (int i = 0; i < 16; ++i) top_t = std::max(top_t, std::abs(double(m.codes.table[i])));
+      for (std::size_t c = 0; c < m.cols; ++c) top_x = std::max(top_x, std::abs(double(x[b * m.cols + c])));
       for (std::size_t c = 0; c < m.cols; ++c) {
-        ref += m.values[r * m.cols + c] * x[b * m.cols + c];
-        mag += std::abs(m.values[r * m.cols + c] * x[b * m.cols + c]);
+        const double w = m.values[r * m.cols + c], xc = x[b * m.cols + c];
+        const std::size_t at = m.codes.row_blocks ? r * m.codes.row_blocks + c / m.codes.block : (r * m.cols + c) / m.codes.block;
+        ref += w * xc;
+        mag += std::abs(w * xc);
+        sum_w += std::abs(w);
+        sum_xs += std::abs(xc * m.scale[at]);
       }
+      // Products may run on integers: the bound of codes4.hpp (with the row's largest |x|, at least
+      // its group's), on top of float32 rounding.
+      const double rounding = sum_w * top_x / (2 * kInputSteps) + sum_xs * top_t / (2 * kTableSteps);
       const double got = y[b * m.rows + r];
-      if (std::abs(got - ref) > 2e-6 * mag + 1e-6)
+      if (std::abs(got - ref) > 2e-6 * mag + 1e-6 + rounding)
         QFAIL(qPrintable(QString("%1: row %2 of input %3: %4, reference %5").arg(what.c_str()).arg(r).arg(b).arg(got).arg(ref)));
     }
 }

@@ -212,13 +212,35 @@ void matvec(std::span<const Product> products, const float* x, std::size_t batch
     for (std::size_t r = 0; r < products[i].weight.rows; r += slice)
       slices.push_back({i, r, std::min(r + slice, products[i].weight.rows), type});
   }
+  // 4-bit products get their input rows rounded once here, not once per slice; products of the same
+  // block and table share them.
+  thread_local std::vector<Codes4Input> prepared;
+  std::vector<std::size_t> input_of(products.size(), 0);
+  std::size_t inputs = 0;
+  for (std::size_t i = 0; i < products.size(); ++i) {
+    const Codes4* c = products[i].weight.codes4;
+    if (!c) continue;
+    std::size_t j = 0;
+    while (j < i && !(products[j].weight.codes4 && products[j].weight.codes4->block == c->block &&
+                      std::equal(c->table, c->table + 16, products[j].weight.codes4->table)))
+      ++j;
+    if (j < i) {
+      input_of[i] = input_of[j];
+      continue;
+    }
+    input_of[i] = inputs;
+    inputs += batch;
+    if (prepared.size() < inputs) prepared.resize(inputs);
+    for (std::size_t b = 0; b < batch; ++b) codes4_prepare(x + b * x_stride, products[i].weight.cols, *c, prepared[input_of[i] + b]);
+  }
+  const Codes4Input* const ready = prepared.data();
   auto* const run_rows = &HWY_DYNAMIC_DISPATCH(MatvecRows);
   pool.run(slices.size(), [&](std::size_t s) {
     const Slice& sl = slices[s];
     const Product& p = products[sl.product];
     if (sl.type == 4)
       return codes4_rows(static_cast<const unsigned char*>(p.weight.data), p.weight.row_stride, p.weight.cols, *p.weight.codes4, x,
-                         batch, x_stride, p.y, p.y_stride, sl.begin, sl.end);
+                         batch, x_stride, p.y, p.y_stride, sl.begin, sl.end, ready + input_of[sl.product]);
     run_rows(p.weight.data, sl.type, p.weight.row_stride, p.weight.cols, x, batch, x_stride, p.y,
              p.y_stride, sl.begin, sl.end, p.weight.row_scale);
   });
