@@ -45,19 +45,37 @@ int Skeleton::add_tensor(SkeletonTensor t) {
 }
 
 void Skeleton::tie(std::string_view canonical, std::string_view alias) {
-  const int c = find_tensor(canonical);
-  if (c < 0) throw Error("tied weight " + std::string(canonical) + " is not a tensor of the model");
-  int a = find_tensor(alias);
-  if (a < 0) {
-    SkeletonTensor t = tensors[static_cast<std::size_t>(c)];
-    t.name = std::string(alias);
+  int c = find_tensor(canonical), a = find_tensor(alias);
+  if (c < 0 && a < 0) throw Error("tied weight " + std::string(canonical) + " is not a tensor of the model");
+  if (c < 0 || a < 0) {
+    SkeletonTensor t = tensors[static_cast<std::size_t>(c < 0 ? a : c)];
+    t.name = std::string(c < 0 ? canonical : alias);
     t.tied_to = -1;
-    a = add_tensor(std::move(t));
+    (c < 0 ? c : a) = add_tensor(std::move(t));
   }
-  if (a == c) return;
-  // The canonical tensor is the one named first in module order, as named_parameters() keeps it.
-  tensors[static_cast<std::size_t>(a)].tied_to = c;
-  if (tensors[static_cast<std::size_t>(c)].tied_to >= 0) tensors[static_cast<std::size_t>(a)].tied_to = tensors[static_cast<std::size_t>(c)].tied_to;
+  const auto& tc = tensors[static_cast<std::size_t>(c)];
+  const auto& ta = tensors[static_cast<std::size_t>(a)];
+  if (tc.shape != ta.shape) throw Error("tied weights " + tc.name + " and " + ta.name + " differ in shape");
+  const auto root = [&](int i) { return tensors[static_cast<std::size_t>(i)].tied_to >= 0 ? tensors[static_cast<std::size_t>(i)].tied_to : i; };
+  const int rc = root(c), ra = root(a);
+  if (rc == ra) return;
+  // The one named_parameters() meets first: modules depth first in the order they were registered,
+  // each module's own tensors before its children's.
+  std::vector<int> position(tensors.size(), 0);
+  int next = 0;
+  std::vector<int> stack{0};
+  while (!stack.empty()) {
+    const auto& m = modules[static_cast<std::size_t>(stack.back())];
+    stack.pop_back();
+    for (int t : m.params) position[static_cast<std::size_t>(t)] = next++;
+    for (int t : m.buffers) position[static_cast<std::size_t>(t)] = next++;
+    for (auto it = m.children.rbegin(); it != m.children.rend(); ++it) stack.push_back(*it);
+  }
+  const bool c_first = position[static_cast<std::size_t>(rc)] <= position[static_cast<std::size_t>(ra)];
+  const int keep = c_first ? rc : ra, other = c_first ? ra : rc;
+  for (auto& t : tensors)
+    if (t.tied_to == other) t.tied_to = keep;
+  tensors[static_cast<std::size_t>(other)].tied_to = keep;
 }
 
 int Skeleton::find_module(std::string_view name) const {

@@ -52,7 +52,10 @@ class Skeleton {
   int ensure_module(std::string_view name);
   // Adds a parameter or buffer to the module its name implies. Throws on a duplicate name.
   int add_tensor(SkeletonTensor t);
-  // Declares `alias` tied to `canonical`: the alias is created (last, in its module) when absent.
+  // Ties two tensors (and the groups they are already in). The one absent is created (last, in its
+  // module) as a copy of the other; when both exist, the canonical tensor of the group is the one met
+  // first in module order, whichever order the pair is given in, as PyTorch's deduplication of
+  // named_parameters() (and so Accelerate) sees it. Throws when neither exists or their shapes differ.
   void tie(std::string_view canonical, std::string_view alias);
 
   int find_module(std::string_view name) const;  // -1 when absent

@@ -145,6 +145,12 @@ Plan plan_device_map(const Skeleton& s, const MaxMemory& max_memory, const PlanO
   }
 
   const auto result = detail::walk(in);
+  // No weight may be lost or counted twice: the walk places the model's total, each tied group once.
+  std::int64_t placed = 0;
+  for (const auto w : result.weights) placed += w;
+  if (placed != plan.total_bytes)
+    throw Error("internal error: the plan places " + std::to_string(placed) + " bytes of a model of " + std::to_string(plan.total_bytes) +
+                " (a tie or a split lost or doubled some); please report this skeleton");
 
   std::vector<DeviceMap::Entry> raw(result.assignments.begin(), result.assignments.end());
   plan.raw_map = DeviceMap(std::move(raw));
