@@ -5,6 +5,7 @@
 #include <exception>
 #include <vector>
 
+#include "error.hpp"
 #include "format/checkpoint.hpp"
 #include "plan/process_memory.hpp"
 #include "plan/units.hpp"
@@ -72,7 +73,7 @@ void RunWorker::load(const QString& folder, const DeviceMap& map, std::optional<
   } catch (const Cancelled& e) {
     Q_EMIT loadFailed(QString::fromUtf8(e.what()), true);
   } catch (const std::exception& e) {
-    Q_EMIT loadFailed(QString::fromUtf8(e.what()), false);
+    Q_EMIT loadFailed(QString::fromStdString(printable(e.what())), false);
   }
 }
 
@@ -120,7 +121,7 @@ void RunWorker::generate(const QString& prompt, const Sampling& sampling) {
                         .arg(st.decode_tokens_per_second(), 0, 'f', 1)
                         .arg(QString::fromStdString(format_size(peak_resident_bytes()))));
   } catch (const std::exception& e) {
-    Q_EMIT generateFailed(QString::fromUtf8(e.what()));
+    Q_EMIT generateFailed(QString::fromStdString(printable(e.what())));
   }
 }
 

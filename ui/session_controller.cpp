@@ -168,7 +168,7 @@ void SessionController::openModel(const QString& what) {
     try {
       result->model = devicemap::open_model(ref);
     } catch (const std::exception& e) {
-      result->error = QString::fromUtf8(e.what());
+      result->error = QString::fromStdString(printable(e.what()));
     }
   });
   workers().emplace_back(thread);
@@ -206,7 +206,7 @@ void SessionController::openPlanFile(const QString& path) {
       measure_bandwidths(*result->machine);
       result->model = devicemap::open_model(result->file->model);
     } catch (const std::exception& e) {
-      result->error = QString::fromUtf8(e.what());
+      result->error = QString::fromStdString(printable(e.what()));
     }
   });
   workers().emplace_back(thread);

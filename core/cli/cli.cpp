@@ -58,7 +58,7 @@ int main(int argc, char** argv) {
       return 1;
     } catch (const std::exception& e) {
       std::cout.flush();
-      std::cerr << "devicemap " << name << ": internal error: " << e.what() << "\n";
+      std::cerr << "devicemap " << name << ": internal error: " << printable(e.what()) << "\n";
       return 3;
     }
   }
