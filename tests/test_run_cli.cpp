@@ -1,10 +1,13 @@
 // The commands that need the running layer, through the built `devicemap` executable: run (ids, text,
 // JSON, planned or given maps), make-model, and their errors.
+#include <cmath>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "format/safetensors.hpp"
 #include "testkit.hpp"
 
 namespace fs = std::filesystem;
@@ -21,6 +24,25 @@ std::vector<std::int64_t> ids_of(const std::string& text) {
 nlohmann::json expected() { return testkit::read_json(testkit::demo_dir() / "expected_greedy.json"); }
 
 std::string demo() { return testkit::demo_dir().string(); }
+
+// IEEE half to float, exactly (normal, subnormal, zero; the test's weights hold nothing else).
+float half_to_float(std::uint16_t h) {
+  const int exponent = (h >> 10) & 31, mantissa = h & 1023;
+  const float magnitude = exponent == 0 ? std::ldexp(float(mantissa), -24) : std::ldexp(float(mantissa + 1024), exponent - 25);
+  return (h & 0x8000) ? -magnitude : magnitude;
+}
+
+// Every file of a folder and its bytes.
+std::map<std::string, std::string> folder_contents(const fs::path& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    std::ifstream in(e.path(), std::ios::binary);
+    std::ostringstream bytes;
+    bytes << in.rdbuf();
+    out[e.path().filename().string()] = bytes.str();
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -147,6 +169,71 @@ class TestRunCli : public QObject {
     const auto refused = testkit::run_cli({"run", dir.path().string(), "--prompt-ids", "1"});
     QCOMPARE(refused.code, 1);
     QVERIFY2(refused.err.find("can be planned but not run") != std::string::npos, refused.err.c_str());
+  }
+
+  // An offload folder that Accelerate's offload_state_dict wrote (index.json and NAME.dat, no marker of
+  // ours) is used as it is: a tensor in the dtype wanted is mapped, one in another dtype is cast into
+  // memory, and not one of its files is written, replaced or re-indexed.
+  void aForeignOffloadFolderIsUsedAsItIs() {
+    testkit::TempDir dir;
+    std::ofstream(dir / "config.json") << R"({"model_type": "llama", "hidden_size": 64, "intermediate_size": 96,
+      "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 300,
+      "max_position_embeddings": 128, "bos_token_id": 1, "eos_token_id": 2})";
+    auto r = testkit::run_cli({"make-model", (dir / "m").string(), "--config", (dir / "config.json").string(), "--dtype", "float16"});
+    QVERIFY2(r.code == 0, r.err.c_str());
+    const std::vector<std::string> run{"run", (dir / "m").string(), "--prompt-ids", "1,5,9", "--max-new-tokens", "8", "--output", "ids",
+                                       "--greedy", "--stats"};
+    r = testkit::run_cli(run);
+    QVERIFY2(r.code == 0, r.err.c_str());
+    const auto ids = ids_of(r.out);
+
+    // Block 1 as Accelerate offloads a float16 model: its norms in float32 (loaded with
+    // torch_dtype=float32) and in float16, its matrices in float16.
+    const fs::path foreign = dir / "accelerate-offload";
+    fs::create_directories(foreign);
+    const auto checkpoint = devicemap::SafetensorsFile::open(dir / "m" / "model.safetensors");
+    nlohmann::json index = nlohmann::json::object();
+    for (const auto& t : checkpoint.tensors()) {
+      if (!t.name.starts_with("model.layers.1.")) continue;
+      const auto raw = checkpoint.data(t);
+      std::string bytes(reinterpret_cast<const char*>(raw.data()), raw.size());
+      std::string dtype = "float16";
+      if (t.name.ends_with("input_layernorm.weight")) {
+        std::string widened;
+        for (std::size_t i = 0; i + 1 < bytes.size(); i += 2) {
+          const float v = half_to_float(static_cast<std::uint16_t>(std::uint8_t(bytes[i]) | std::uint8_t(bytes[i + 1]) << 8));
+          widened.append(reinterpret_cast<const char*>(&v), 4);
+        }
+        bytes = widened;
+        dtype = "float32";
+      }
+      std::ofstream(foreign / (t.name + ".dat"), std::ios::binary) << bytes;
+      index[t.name] = {{"dtype", dtype}, {"shape", t.shape}};
+    }
+    std::ofstream(foreign / "index.json") << index.dump(1);
+    const auto before = folder_contents(foreign);
+
+    std::ofstream(dir / "map.json") << R"({"": "cpu", "model.layers.1": "disk"})";
+    auto with_disk = run;
+    with_disk.insert(with_disk.end(), {"--device-map", (dir / "map.json").string(), "--offload-folder", foreign.string()});
+    r = testkit::run_cli(with_disk);
+    QVERIFY2(r.code == 0, r.err.c_str());
+    QCOMPARE(ids_of(r.out), ids);
+    QVERIFY2(r.err.find("reused from the offload folder") != std::string::npos, r.err.c_str());       // the float32 norm
+    QVERIFY2(r.err.find("held in RAM, cast from or missing in an offload folder") != std::string::npos, r.err.c_str());  // float16
+    QVERIFY2(r.err.find("cast into the offload folder") == std::string::npos, r.err.c_str());
+    QVERIFY(folder_contents(foreign) == before);
+
+    // A folder of our own is still written, and marked as ours.
+    const fs::path own = dir / "own-offload";
+    with_disk.back() = own.string();
+    r = testkit::run_cli(with_disk);
+    QVERIFY2(r.code == 0, r.err.c_str());
+    QCOMPARE(ids_of(r.out), ids);
+    QVERIFY2(r.err.find("cast into the offload folder") != std::string::npos, r.err.c_str());
+    QVERIFY(fs::exists(own / "devicemap-offload.json") && fs::exists(own / "index.json"));
+    r = testkit::run_cli(with_disk);
+    QVERIFY2(r.err.find("reused from the offload folder") != std::string::npos, r.err.c_str());
   }
 
   void makeModelGpt2ThenRunIt() {

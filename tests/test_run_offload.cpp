@@ -51,13 +51,33 @@ class TestRunOffload : public QObject {
     QCOMPARE(folder.find("lm_head.weight")->dtype, DType::F16);
     QCOMPARE(folder.map("lm_head.weight")->size(), std::size_t{16});
 
-    // Saving keeps the entries it does not manage.
+    // Another program's folder is never written to: no tensor is added, the index stays as it was.
+    QVERIFY(!folder.owned());
     const std::vector<std::int64_t> one{7};
-    folder.write("extra", DType::I64, {1}, std::as_bytes(std::span<const std::int64_t>(one)));
+    DM_EXPECT_ERROR(folder.write("extra", DType::I64, {1}, std::as_bytes(std::span<const std::int64_t>(one))),
+                    dir.path().string(), "another program's offload folder", "'extra'");
+    const std::string index_before = testkit::read_json(dir / "index.json").dump();
     folder.save_index();
-    const auto index = testkit::read_json(dir / "index.json");
-    QVERIFY(index.contains("model.layers.1.self_attn.q_proj.weight"));
-    QVERIFY(index.contains("extra"));
+    DM_COMPARE_STR(testkit::read_json(dir / "index.json").dump(), index_before);
+    QVERIFY(!fs::exists(dir / "extra.dat") && !fs::exists(dir / "devicemap-offload.json"));
+  }
+
+  void ownFolderIsMarkedAndReopenedAsOwn() {
+    testkit::TempDir dir;
+    const std::vector<float> v{1, 2};
+    {
+      OffloadFolder folder(dir / "off");
+      QVERIFY(folder.owned());
+      folder.write("w", DType::F32, {2}, std::as_bytes(std::span<const float>(v)));
+      folder.save_index();
+    }
+    QVERIFY(fs::exists(dir / "off" / "devicemap-offload.json"));
+    OffloadFolder again(dir / "off");
+    QVERIFY(again.owned());
+    QCOMPARE(again.find("w")->dtype, DType::F32);
+    again.write("x", DType::F32, {2}, std::as_bytes(std::span<const float>(v)));
+    again.save_index();
+    QCOMPARE(testkit::read_json(dir / "off" / "index.json").size(), std::size_t{2});
   }
 
   void checksNamesAndSizes() {

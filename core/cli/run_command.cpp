@@ -111,6 +111,9 @@ void print_load(std::ostream& err, const LoadReport& r) {
   if (r.main_device != "cpu") err << ", " << torch_name(r.gpu_dtype) << " on GPUs (main " << r.main_device << ")";
   if (r.offloaded_bytes > 0) err << "; " << format_size(r.offloaded_bytes) << " cast into the offload folder";
   if (r.reused_offload_bytes > 0) err << "; " << format_size(r.reused_offload_bytes) << " reused from the offload folder";
+  if (r.foreign_offload_ram_bytes > 0)
+    err << "; " << format_size(r.foreign_offload_ram_bytes)
+        << " of \"disk\" tensors held in RAM, cast from or missing in an offload folder another program wrote (it is never changed)";
   if (r.packed_linears > 0)
     err << "; " << r.packed_linears << " quantized Linears read packed by the decode kernels (" << format_size(r.packed_bytes)
         << " with their scales)";

@@ -77,6 +77,9 @@ struct LoadReport {
   std::uint64_t aliased_bytes = 0;     // served straight from a file mapping (zero copy)
   std::uint64_t offloaded_bytes = 0;   // written to the offload folder
   std::uint64_t reused_offload_bytes = 0;  // found there from an earlier load, and used as they were
+  // "disk" tensors held in RAM instead because the offload folder is another program's (never written
+  // to) and lacks them or holds them in another dtype.
+  std::uint64_t foreign_offload_ram_bytes = 0;
   std::vector<std::string> notes;      // choices made for the user, one sentence each
   std::size_t packed_linears = 0;      // quantized Linears the decode kernels read packed in RAM (4-bit codes, int8 rows)
   std::uint64_t packed_bytes = 0;      // their codes and block scales

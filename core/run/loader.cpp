@@ -88,11 +88,27 @@ bool reusable(const OffloadFolder& folder, const std::string& name, DType dtype,
   return !ec1 && !ec2 && written >= original;
 }
 
-// Casts a "disk" tensor once into the offload folder and returns it served from its .dat mapping.
+// What offload() made of a "disk" tensor.
+enum class Offloaded { Written, Reused, InMemory };
+
+// Casts a "disk" tensor once into the offload folder and returns it served from its .dat mapping. In
+// another program's folder nothing is written: a tensor it holds is used as stored (mapped when its
+// dtype is the one wanted, else cast into memory), one it lacks is cast into memory.
 at::Tensor offload(OffloadFolder& folder, const std::string& name, const at::Tensor& source, DType dtype,
-                   const std::filesystem::path& source_file, bool& reused) {
+                   const std::filesystem::path& source_file, Offloaded& how) {
   const auto type = scalar_type_for(dtype, "tensor '" + name + "'");
-  reused = reusable(folder, name, dtype, source, source_file);
+  if (!folder.owned()) {
+    const auto* e = folder.find(name);
+    if (e && std::equal(e->shape.begin(), e->shape.end(), source.sizes().begin(), source.sizes().end())) {
+      const at::Tensor stored = alias_mapping(folder.map(name), scalar_type_for(e->dtype, folder.dir().string() + ": '" + name + "'"), e->shape);
+      how = e->dtype == dtype ? Offloaded::Reused : Offloaded::InMemory;
+      return how == Offloaded::Reused ? stored : cast_on_cpu(stored, type).contiguous();
+    }
+    how = Offloaded::InMemory;
+    return cast_on_cpu(source, type).contiguous();
+  }
+  const bool reused = reusable(folder, name, dtype, source, source_file);
+  how = reused ? Offloaded::Reused : Offloaded::Written;
   if (reused) return alias_mapping(folder.map(name), type, folder.find(name)->shape);  // map() checks the size
   const at::Tensor cast = cast_on_cpu(source, type).contiguous();
   const std::vector<std::int64_t> shape(cast.sizes().begin(), cast.sizes().end());
@@ -162,10 +178,12 @@ std::unique_ptr<Weights> load_weights(const LoadPlan& plan, const LoadOptions& o
       weights->add_packed(load.name.substr(0, load.name.size() - 7), quantize_linear(mapped, options.quantize));
       stored.tensor = at::empty({0}, mapped.options());
     } else if (load.offload && folder) {
-      bool reused = false;
-      stored.tensor = offload(*folder, load.name, mapped, load.stored_dtype, source.file, reused);
-      stored.aliases_file = true;
-      (reused ? report.reused_offload_bytes : report.offloaded_bytes) += static_cast<std::uint64_t>(stored.tensor.nbytes());
+      Offloaded how = Offloaded::Written;
+      stored.tensor = offload(*folder, load.name, mapped, load.stored_dtype, source.file, how);
+      stored.aliases_file = how != Offloaded::InMemory;
+      const auto bytes = static_cast<std::uint64_t>(stored.tensor.nbytes());
+      (how == Offloaded::Written ? report.offloaded_bytes : how == Offloaded::Reused ? report.reused_offload_bytes
+                                                                                     : report.foreign_offload_ram_bytes) += bytes;
     } else {
       // "cpu" weights are copied out of the mapping unless asked not to; "disk" ones stay in it.
       stored.tensor = cast_on_cpu(mapped, dtype, !options.map_cpu_weights && load.placement.is_cpu());

@@ -27,6 +27,8 @@ std::uint64_t file_bytes(DType d, std::uint64_t n) { return d == DType::Bool ? n
 // Accelerate names dtypes as NumPy does ("float32", "int64", "bool"), bfloat16 as "bfloat16".
 std::string index_name(DType d) { return std::string(torch_name(d)); }
 
+constexpr const char* kMarker = "devicemap-offload.json";
+
 }  // namespace
 
 OffloadFolder::OffloadFolder(std::filesystem::path dir) : dir_(std::move(dir)) {
@@ -36,6 +38,7 @@ OffloadFolder::OffloadFolder(std::filesystem::path dir) : dir_(std::move(dir)) {
     throw Error(dir_.string() + ": cannot create the offload folder" + (ec ? " (" + ec.message() + ")" : ""));
   const auto index = dir_ / "index.json";
   if (!std::filesystem::exists(index)) return;
+  owned_ = std::filesystem::exists(dir_ / kMarker);
   const nlohmann::json j = read_json_file(index);
   if (!j.is_object()) throw Error(index.string() + ": expected a JSON object of tensors");
   for (const auto& [name, info] : j.items()) {
@@ -70,6 +73,9 @@ std::filesystem::path OffloadFolder::data_file(const std::string& name) const {
 void OffloadFolder::write(const std::string& name, DType dtype, const std::vector<std::int64_t>& shape,
                           std::span<const std::byte> bytes) {
   const auto path = data_file(name);
+  if (!owned_)
+    throw Error(dir_.string() + " is another program's offload folder (an index.json without " + kMarker +
+                "): it is read as it is and never written to, so tensor '" + name + "' cannot be added there");
   if (file_bytes(dtype, element_count(shape, path.string())) != bytes.size())
     throw Error(path.string() + ": " + std::to_string(bytes.size()) + " bytes do not match the dtype and shape");
   write_file_atomically(path, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
@@ -77,19 +83,12 @@ void OffloadFolder::write(const std::string& name, DType dtype, const std::vecto
 }
 
 void OffloadFolder::save_index() const {
-  const auto index = dir_ / "index.json";
+  if (!owned_) return;
+  // The marker first: a folder with an index of ours is never mistaken for another program's.
+  write_file_atomically(dir_ / kMarker, "{\"written_by\": \"devicemap\", \"format\": \"accelerate offload folder\"}\n");
   nlohmann::ordered_json j = nlohmann::ordered_json::object();
-  if (std::filesystem::exists(index)) {
-    // Keep what others listed (transformers' safetensors references included).
-    try {
-      j = nlohmann::ordered_json::parse(read_text_file(index));
-    } catch (const nlohmann::json::exception&) {
-      j = nlohmann::ordered_json::object();
-    }
-    if (!j.is_object()) j = nlohmann::ordered_json::object();
-  }
   for (const auto& [name, e] : entries_) j[name] = {{"dtype", index_name(e.dtype)}, {"shape", e.shape}};
-  write_file_atomically(index, j.dump(2) + "\n");
+  write_file_atomically(dir_ / "index.json", j.dump(2) + "\n");
 }
 
 std::shared_ptr<const MappedFile> OffloadFolder::map(const std::string& name) const {
