@@ -5,7 +5,10 @@
 #include <QDropEvent>
 #include <QMimeData>
 
+#include <QAbstractButton>
 #include <QApplication>
+#include <QMessageBox>
+#include <QTimer>
 
 #include <fstream>
 
@@ -153,6 +156,52 @@ class TestUiExchange : public QObject {
     const QString error = second.openPlanNow(bad_path);
     QVERIFY2(error.contains(QStringLiteral("model.layers.42")), qPrintable(error));
     QCOMPARE(other.session().plan_file().to_json().dump(), plan_json);
+  }
+
+  // Closing with unsaved changes asks first; Cancel keeps the window, Save writes the plan file,
+  // Discard closes. Nothing changed: no question.
+  void closingAsksBeforeLosingChanges() {
+    const auto answer_with = [](QMessageBox::StandardButton button, QString* text) {
+      QTimer::singleShot(0, [button, text] {
+        auto* box = qobject_cast<QMessageBox*>(QApplication::activeModalWidget());
+        if (!box) return;  // no question asked: the test below sees an empty text
+        *text = box->text();
+        box->button(button)->click();
+      });
+    };
+    controller_->undoStack()->setClean();
+    window_->show();
+    QString asked;
+    answer_with(QMessageBox::Cancel, &asked);
+    QVERIFY(window_->close());  // nothing changed: closes without a question
+    QVERIFY(asked.isEmpty());
+    window_->show();
+
+    const auto layer = session().model().skeleton.find_module("model.layers.2");
+    QVERIFY(layer >= 0);
+    controller_->pin({"model.layers.2"}, Device::cpu());
+    QVERIFY(!controller_->undoStack()->isClean());
+    answer_with(QMessageBox::Cancel, &asked);
+    QVERIFY(!window_->close());
+    QVERIFY2(asked.contains("not saved"), qPrintable(asked));
+    QVERIFY(window_->isVisible());
+
+    testkit::TempDir dir;
+    const QString path = QString::fromStdString((dir / "edited.plan.json").string());
+    QCOMPARE(window_->savePlan(path), QString());
+    controller_->pin({"model.layers.3"}, Device::cpu());
+    asked.clear();
+    answer_with(QMessageBox::Save, &asked);
+    QVERIFY(window_->close());
+    QVERIFY2(asked.contains("edited.plan.json"), qPrintable(asked));
+    QVERIFY(controller_->undoStack()->isClean());
+    const auto saved = testkit::read_json(dir / "edited.plan.json");
+    QVERIFY2(saved.dump().find("model.layers.3") != std::string::npos, saved.dump().c_str());
+
+    window_->show();
+    controller_->pin({"model.layers.1"}, Device::cpu());
+    answer_with(QMessageBox::Discard, &asked);
+    QVERIFY(window_->close());
   }
 
   void copyTextsCarryTheMap() {

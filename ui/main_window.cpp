@@ -576,9 +576,14 @@ void MainWindow::setTheme(const QString& name) {
 }
 
 void MainWindow::closeEvent(QCloseEvent* event) {
-  if (!controller_->undoStack()->isClean() && !plan_path_.isEmpty()) {
-    const auto answer = QMessageBox::question(this, tr("Save the plan?"), tr("%1 has unsaved changes.").arg(plan_path_),
-                                              QMessageBox::Save | QMessageBox::Discard | QMessageBox::Cancel);
+  // Any change since the last save (or since the model opened) is the user's work: ask, whether or not
+  // the plan has a file yet (Save then asks for one).
+  if (!controller_->undoStack()->isClean()) {
+    const QString what = plan_path_.isEmpty()
+                             ? tr("This plan has changes (pins, budgets, hardware) that are not saved in a plan file.")
+                             : tr("%1 has unsaved changes.").arg(plan_path_);
+    const auto answer = QMessageBox::question(this, tr("Save the plan?"), what,
+                                              QMessageBox::Save | QMessageBox::Discard | QMessageBox::Cancel, QMessageBox::Save);
     if (answer == QMessageBox::Cancel || (answer == QMessageBox::Save && !savePlanDialog(false))) {
       event->ignore();
       return;
