@@ -3,8 +3,8 @@
 #   tests/sanitize.sh             the planning layer, text, kernels, command line and GUI: what CI runs
 #   tests/sanitize.sh --runtime   the LibTorch running layer too (by hand: LibTorch itself is not
 #                                 instrumented, and its suites take several times as long under ASan)
-# Leaks are checked (LeakSanitizer) with the suppressions in tests/sanitize.supp: allocations that Qt's
-# and fontconfig's process-wide caches keep until exit, which are not ours to free.
+# Leaks are checked (LeakSanitizer) with the suppressions in tests/sanitize.supp: allocations that
+# system libraries' process-wide caches keep until exit, which are not ours to free.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 runtime=OFF
