@@ -24,6 +24,7 @@ class SkeletonTest : public QObject {
   void json_round_trip();
   void generic_skeleton_for_unknown_type();
   void every_catalog_model_builds();
+  void config_that_is_not_an_object_is_refused();
   void newest_catalog_models();
   void bad_skeleton_json_names_the_key();
 };
@@ -122,6 +123,13 @@ void SkeletonTest::generic_skeleton_for_unknown_type() {
   QCOMPARE(s.no_split_module_classes, std::vector<std::string>{"Block"});
   QCOMPARE(s.warnings.size(), std::size_t(1));
   QVERIFY(QString::fromStdString(s.warnings[0]).contains("mystery"));
+}
+
+// Found by fuzz_config: a config.json that is a bare number, or whose model_type is not a string, was
+// an internal JSON type error; it is a clear Error naming the file.
+void SkeletonTest::config_that_is_not_an_object_is_refused() {
+  DM_EXPECT_ERROR(skeleton_from_config(nlohmann::json::parse("2")), "config.json", "JSON object");
+  DM_EXPECT_ERROR(skeleton_from_config(nlohmann::json::parse(R"({"model_type": 7})")), "config.json", "model_type", "7");
 }
 
 void SkeletonTest::every_catalog_model_builds() {

@@ -162,6 +162,9 @@ Fp8Blocks fp8_blocks(const nlohmann::json& config) {
 }  // namespace
 
 Skeleton skeleton_from_config(const nlohmann::json& config) {
+  if (!config.is_object()) throw Error("config.json: expected a JSON object of settings");
+  if (config.contains("model_type") && !config["model_type"].is_string())
+    throw Error("config.json: model_type must be a string, not " + config["model_type"].dump());
   const std::string type = config.value("model_type", "");
   const Architecture* a = find_architecture(type);
   if (!a) throw Error("config.json: model_type '" + type + "' is not in the architecture table, so its tensors "

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (clang, AddressSanitizer + UndefinedBehaviorSanitizer) and runs each on its
 # seed corpus for SECONDS (default 20). Corpora grow under the build folder; a crashing input is left
-# there as crash-* and the script fails. CI runs it briefly after the test suite; a long run is
-#   tests/fuzz/run.sh 1800            (30 minutes per target)
+# in build-fuzz/artifacts/TARGET/ and the script fails (keep it in tests/fuzz/seeds as a regression).
+#   tests/fuzz/run.sh 0               every seed and kept regression input once (what CI runs)
+#   tests/fuzz/run.sh 1800            30 minutes per target
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 seconds="${1:-20}"
@@ -39,16 +40,18 @@ for target in fuzz_safetensors_header fuzz_plan_inputs fuzz_checkpoint_index fuz
   for s in ${sources[$target]}; do
     if [[ -d "$s" ]]; then cp -n "$s"/* "$corpus"/ 2>/dev/null || true; elif [[ -f "$s" ]]; then cp -n "$s" "$corpus"/; fi
   done
+  artifacts="$build/artifacts/$target"
+  rm -rf "$artifacts" && mkdir -p "$artifacts"
   echo "== $target: $seconds s"
-  if ! (cd "$build" && "./$target" -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 \
-          "$corpus" 2>&1 | grep -E "^(stat::number_of_executed_units|stat::new_units_added|==[0-9]+==ERROR|SUMMARY)|Done [0-9]+ runs"); then
-    :
-  fi
-  if compgen -G "$build/crash-*" > /dev/null || compgen -G "$build/leak-*" > /dev/null || compgen -G "$build/timeout-*" > /dev/null; then
+  limit=(-max_total_time="$seconds")
+  ((seconds > 0)) || limit=(-runs=0)
+  (cd "$build" && "./$target" "${limit[@]}" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 \
+     -artifact_prefix="$artifacts/" "$corpus" 2>&1 | grep -E "^(stat::number_of_executed_units|stat::new_units_added|==[0-9]+==ERROR|SUMMARY)|Done [0-9]+ runs|what\(\)") || true
+  if compgen -G "$artifacts/crash-*" > /dev/null || compgen -G "$artifacts/leak-*" > /dev/null || compgen -G "$artifacts/timeout-*" > /dev/null; then
     failed+=("$target")
   fi
 done
 if ((${#failed[@]})); then
-  echo "fuzzing found inputs that fail in: ${failed[*]} (see $build/crash-* and friends)" >&2
+  echo "fuzzing found inputs that fail in: ${failed[*]} (see $build/artifacts/TARGET/)" >&2
   exit 1
 fi
