@@ -14,6 +14,7 @@
 #include "run/decode_path.hpp"
 #include "run/generator.hpp"
 #include "run/model.hpp"
+#include "run/prompt_path.hpp"
 #include "run/random_checkpoint.hpp"
 #include "testkit.hpp"
 
@@ -158,6 +159,53 @@ class TestRunDecodeKernels : public QObject {
       // Not a constant sequence: the test would pass vacuously on a degenerate model.
       QVERIFY(std::set<std::int64_t>(with_kernels.begin(), with_kernels.end()).size() > 3);
     }
+  }
+
+  // A bfloat16 prompt's products widened to float32 (where the CPU has no fast bfloat16 matrix multiply:
+  // run/prompt_path.hpp) against LibTorch's own bfloat16 products, on the same weights and on either
+  // machine: every position's logits within bfloat16's rounding, and at least as close to the float32
+  // model as LibTorch's bfloat16 path is.
+  void widened_bfloat16_prompts_agree_with_libtorch_data() {
+    QTest::addColumn<bool>("gemma2");
+    QTest::newRow("llama") << false;
+    QTest::newRow("gemma2") << true;
+  }
+
+  void widened_bfloat16_prompts_agree_with_libtorch() {
+    QFETCH(bool, gemma2);
+    testkit::TempDir dir;
+    RandomCheckpointOptions o;
+    o.dtype = DType::BF16;
+    o.seed = 11;
+    o.stddev = 0.2;
+    write_random_checkpoint(dir.path(), gemma2 ? odd_gemma2() : odd_llama(), o);
+    const DeviceMap map({{"", Device::cpu()}});
+    std::vector<std::int64_t> prompt(23);
+    for (std::size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<std::int64_t>((i * 53 + 7) % 301);
+    const auto run = [&](Bf16Products path) {
+      use_bf16_products(path);
+      Model m = Model::load(dir.path(), map);
+      Logits l = m.evaluate(prompt);
+      use_bf16_products(Bf16Products::ByCpu);
+      return l;
+    };
+    const Logits widened = run(Bf16Products::Widened), native = run(Bf16Products::Native);
+    LoadOptions in_f32;
+    in_f32.dtype = DType::F32;
+    const Logits truth = Model::load(dir.path(), map, in_f32).evaluate(prompt);
+    QCOMPARE(widened.positions, std::int64_t(prompt.size()));
+    double widened_off = 0, native_off = 0;
+    for (std::int64_t p = 0; p < widened.positions; ++p) {
+      const double err = relative_error(widened.row(p), native.row(p));
+      QVERIFY2(err < (gemma2 ? 0.25 : 0.1), qPrintable(QString("position %1: relative error %2").arg(p).arg(err)));
+      widened_off += relative_error(widened.row(p), truth.row(p));
+      native_off += relative_error(native.row(p), truth.row(p));
+    }
+    const double n = double(widened.positions);
+    qInfo("mean relative distance from float32: widened %.2e, LibTorch bfloat16 %.2e", widened_off / n, native_off / n);
+    QVERIFY(widened_off > 0);                     // it did round to bfloat16
+    QVERIFY(widened.values != native.values);     // and the two paths are not one
+    QVERIFY2(widened_off <= 1.25 * native_off, qPrintable(QString("widened %1, LibTorch %2").arg(widened_off / n).arg(native_off / n)));
   }
 
   // CPU weights copied out of the mapping (the default) and run from it (LoadOptions::map_cpu_weights)

@@ -14,6 +14,7 @@
 #include "kernels/attention.hpp"
 #include "kernels/matvec.hpp"
 #include "run/decode_path.hpp"
+#include "run/prompt_path.hpp"
 #include "run/weights.hpp"
 
 namespace devicemap {
@@ -47,6 +48,14 @@ inline at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, con
   return q.scalar_type() == at::kFloat ? out : out.to(q.scalar_type());
 }
 
+// a·b in a's dtype; bfloat16 on a CPU without fast bfloat16 products multiplied in float32 and rounded
+// once, as a bfloat16 product accumulating in float32 does (run/prompt_path.hpp).
+inline at::Tensor product(const at::Tensor& a, const at::Tensor& b) {
+  if (a.is_cpu() && a.scalar_type() == at::kBFloat16 && bf16_products_widened())
+    return at::matmul(a.to(at::kFloat), b.to(at::kFloat)).to(a.scalar_type());
+  return at::matmul(a, b);
+}
+
 // q: [heads, new, head_dim]; k, v: [kv_heads, past + new, head_dim]. Returns [new, heads * head_dim].
 // Scores are scaled (and soft-capped: Gemma 2) in the compute dtype and normalised in float32, as
 // transformers' eager attention.
@@ -58,7 +67,7 @@ inline at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::
   const std::int64_t kv_heads = k.size(0), total = k.size(1), group = heads / kv_heads;
   // Query heads h = g * group + r all read kv head g: stack a group's queries as rows.
   const at::Tensor grouped = q.reshape({kv_heads, group * n, dim});
-  at::Tensor scaled = at::matmul(grouped, k.transpose(1, 2)).mul(scale);
+  at::Tensor scaled = product(grouped, k.transpose(1, 2)).mul(scale);
   if (softcap) scaled = scaled.div(*softcap).tanh().mul(*softcap);
   at::Tensor scores = scaled.to(at::kFloat).view({kv_heads, group, n, total});
   if (n > 1 || sliding_window) {
@@ -70,7 +79,7 @@ inline at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::
     scores.masked_fill_(blocked, -std::numeric_limits<float>::infinity());
   }
   const at::Tensor probs = at::softmax(scores, -1).to(q.scalar_type()).view({kv_heads, group * n, total});
-  return at::matmul(probs, v).view({heads, n, dim}).transpose(0, 1).reshape({n, heads * dim});
+  return product(probs, v).view({heads, n, dim}).transpose(0, 1).reshape({n, heads * dim});
 }
 
 }  // namespace devicemap

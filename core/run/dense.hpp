@@ -3,7 +3,8 @@
 // (a batch or a prompt's tail a few): those rows on the CPU go through the decode kernels (kernels/),
 // which stream each weight once in its stored dtype (LibTorch 1.13's one-row paths, OpenBLAS sgemv
 // and oneDNN bf16, reach about half the memory bandwidth); more rows go through LibTorch's matrix
-// multiply, which is faster there (a matrix kept in float16 is first widened into a reused buffer).
+// multiply, which is faster there (a matrix kept in float16 is first widened into a reused buffer, and
+// so is a bfloat16 one where the CPU has no fast bfloat16 product: run/prompt_path.hpp).
 #include <ATen/ATen.h>
 
 #include <span>
@@ -13,6 +14,7 @@
 #include "kernels/widen.hpp"
 #include "run/cpu_cast.hpp"
 #include "run/decode_path.hpp"
+#include "run/prompt_path.hpp"
 #include "run/weights.hpp"
 
 namespace devicemap {
@@ -86,9 +88,18 @@ inline at::Tensor widened_to_float(const at::Tensor& w) {
   return buffer.narrow(0, 0, w.numel()).view(w.sizes());
 }
 
+// Whether x·Wᵀ for these bfloat16 rows on the CPU is multiplied in float32 (run/prompt_path.hpp).
+inline bool widened_product(const at::Tensor& x) {
+  return x.is_cpu() && x.scalar_type() == at::kBFloat16 && bf16_products_widened();
+}
+
 // weight is [out, in] (nn.Linear); bias may be undefined.
 inline at::Tensor dense(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias = {}) {
   if (decode_kernel_takes(x, weight)) return decode_dense(x, {&weight, 1}, {&bias, 1}).front();
+  if (widened_product(x) && weight.is_cpu()) {
+    const at::Tensor w = weight.scalar_type() == at::kFloat ? weight : widened_to_float(weight);
+    return at::linear(x.to(at::kFloat), w, bias.defined() ? bias.to(at::kFloat) : bias).to(x.scalar_type());
+  }
   if (weight.scalar_type() != x.scalar_type() && x.scalar_type() == at::kFloat) return at::linear(x, widened_to_float(weight), bias);
   return at::linear(x, weight, bias);
 }
@@ -97,6 +108,8 @@ inline at::Tensor dense(const at::Tensor& x, const at::Tensor& weight, const at:
 inline at::Tensor dense_in_out(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   if (x.dim() == 2 && x.size(0) == 1 && x.is_cpu() && x.scalar_type() == at::kFloat)
     return at::addmv(bias, weight.t(), x.select(0, 0)).unsqueeze(0);
+  if (widened_product(x) && weight.is_cpu())
+    return at::addmm(bias.defined() ? bias.to(at::kFloat) : bias, x.to(at::kFloat), widened_to_float(weight)).to(x.scalar_type());
   return at::addmm(bias, x, weight);
 }
 

@@ -162,7 +162,8 @@ class Llama final : public Transformer {
     at::Tensor weight;
     if (const PackedLinear* packed = w_.packed(name)) {
       if (decode_packed_takes(x, packed->in)) return packed->decode(x, p_.fetch_if_present(name + ".bias", device));
-      weight = packed->dequantize().to(device, x.scalar_type());
+      weight = packed->dequantize();  // float32 on the CPU
+      if (!widened_product(x)) weight = weight.to(device, x.scalar_type());
     } else if (c_.awq) {  // AWQ on "disk" or a GPU: expanded where it runs
       weight = dequantize_awq(p_.fetch(name + ".qweight", device).to(at::kCPU), p_.fetch(name + ".qzeros", device).to(at::kCPU),
                               p_.fetch(name + ".scales", device).to(at::kCPU), *c_.awq)
@@ -173,7 +174,8 @@ class Llama final : public Transformer {
     else if (c_.bnb && w_.contains(name + ".weight.quant_map")) {  // bitsandbytes 4-bit on "disk" or a GPU: read per use
       const auto q = bnb4(name);
       if (decode_packed_takes(x, q->in)) return q->decode(x, p_.fetch_if_present(name + ".bias", device));
-      weight = q->dequantize().to(device, x.scalar_type());
+      weight = q->dequantize();
+      if (!widened_product(x)) weight = weight.to(device, x.scalar_type());
     }
     else if (c_.bnb && w_.contains(name + ".SCB")) {  // bitsandbytes 8-bit: int8 rows times absmax / 127
       const at::Tensor rows = p_.fetch(name + ".weight", device);
