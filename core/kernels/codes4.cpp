@@ -163,8 +163,7 @@ using DF32 = hn::Rebind<float, D32>;
 
 // A 16-entry table of 16-bit values per lane: one permute of 16-bit lanes on AVX-512 (vpermw), which
 // reads only the index's low five bits: with the table written twice over the 32 lanes, a code needs no
-// mask. Highway 1.0.3 has no 16-bit TableLookupLanes, so this instruction is written by hand; targets
-// without it keep table codes on the float32 path (integer codes need no table).
+// mask. Highway 1.0.3 has no 16-bit TableLookupLanes, so this instruction is written by hand.
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
 constexpr bool kHasLookup16 = true;
 HWY_INLINE hn::Vec<D16> Lookup16(hn::Vec<D16> table, hn::Vec<D16> idx) {
@@ -173,6 +172,40 @@ HWY_INLINE hn::Vec<D16> Lookup16(hn::Vec<D16> table, hn::Vec<D16> idx) {
 #else
 constexpr bool kHasLookup16 = false;
 HWY_INLINE hn::Vec<D16> Lookup16(hn::Vec<D16> table, hn::Vec<D16>) { return table; }
+#endif
+
+// Elsewhere (AVX2, SSE4, NEON) the table goes through byte shuffles (TableLookupBytes: vpshufb, 32
+// lookups in one instruction): the low and the high bytes of the 16 values are two tables, each
+// nibble of a byte indexes both, and the two results are merged into the 16-bit lanes of the four
+// phases (c0…c3 as in IntRows) by shifts of a byte and odd/even blends.
+#if HWY_TARGET != HWY_SCALAR
+constexpr bool kHasByteTables = true;
+using D8 = hn::Repartition<std::uint8_t, D16>;
+struct ByteTables {
+  hn::Vec<D8> lo, hi;
+};
+HWY_INLINE void LookupBytes(hn::Vec<D16> w, const ByteTables& t, hn::Vec<D16>& c0, hn::Vec<D16>& c1, hn::Vec<D16>& c2,
+                            hn::Vec<D16>& c3) {
+  const D8 d8;
+  const hn::RebindToUnsigned<D16> du16;
+  const auto bytes = hn::BitCast(d8, w);
+  const auto odd_codes = hn::And(bytes, hn::Set(d8, 15));  // byte 2j: element 4j+1, byte 2j+1: 4j+3
+  const auto even_codes = hn::ShiftRight<4>(bytes);         // byte 2j: element 4j,   byte 2j+1: 4j+2
+  const auto merge = [&](hn::Vec<D8> idx, hn::Vec<D16>& first, hn::Vec<D16>& second) {
+    const auto lo = hn::TableLookupBytes(t.lo, idx), hi = hn::TableLookupBytes(t.hi, idx);
+    // first: the even byte's value (its low byte in place, its high byte moved up); second: the odd's.
+    first = hn::BitCast(D16(), hn::OddEven(hn::BitCast(d8, hn::ShiftLeft<8>(hn::BitCast(du16, hi))), lo));
+    second = hn::BitCast(D16(), hn::OddEven(hi, hn::BitCast(d8, hn::ShiftRight<8>(hn::BitCast(du16, lo)))));
+  };
+  merge(odd_codes, c0, c2);
+  merge(even_codes, c1, c3);
+}
+HWY_INLINE ByteTables LoadByteTables(const std::uint8_t* t) { return {hn::LoadDup128(D8(), t), hn::LoadDup128(D8(), t + 16)}; }
+#else  // one lane: no bytes to shuffle; table codes stay on float32
+constexpr bool kHasByteTables = false;
+struct ByteTables {};
+HWY_INLINE void LookupBytes(hn::Vec<D16>, const ByteTables&, hn::Vec<D16>&, hn::Vec<D16>&, hn::Vec<D16>&, hn::Vec<D16>&) {}
+HWY_INLINE ByteTables LoadByteTables(const std::uint8_t*) { return {}; }
 #endif
 
 // sum + a·b over pairs of 16-bit lanes: one instruction with VNNI (vpdpwssd, AVX3_DL), which Highway
@@ -226,7 +259,7 @@ bool RoundInput(const float* x, std::size_t cols, std::size_t group, std::size_t
 // per 32-bit lane), shared by the rows.
 template <int K, bool kTable, bool kHalves>
 HWY_INLINE void IntRows(const unsigned char* const* rows, const std::size_t* index, std::size_t cols, const Codes4& codes,
-                        hn::Vec<D16> tbl, float table_unit, const Codes4Input& in, float* const* out) {
+                        hn::Vec<D16> tbl, const ByteTables& bytes, float table_unit, const Codes4Input& in, float* const* out) {
   const D16 d16;
   const hn::RebindToUnsigned<D16> du16;
   const D32 d32;
@@ -247,10 +280,12 @@ HWY_INLINE void IntRows(const unsigned char* const* rows, const std::size_t* ind
     for (int k = 0; k < K; ++k) {
       const auto w = hn::LoadU(du16, reinterpret_cast<const std::uint16_t*>(rows[k]) + j);
       hn::Vec<D16> c0, c1, c2, c3;
-      if constexpr (kTable) {
+      if constexpr (kTable && kHasLookup16) {
         c0 = hn::BitCast(d16, w), c1 = hn::BitCast(d16, hn::ShiftRight<4>(w));
         c2 = hn::BitCast(d16, hn::ShiftRight<8>(w)), c3 = hn::BitCast(d16, hn::ShiftRight<12>(w));
         c0 = Lookup16(tbl, c0), c1 = Lookup16(tbl, c1), c2 = Lookup16(tbl, c2), c3 = Lookup16(tbl, c3);
+      } else if constexpr (kTable) {
+        LookupBytes(hn::BitCast(d16, w), bytes, c0, c1, c2, c3);
       } else {
         c0 = hn::BitCast(d16, hn::And(w, nibble)), c1 = hn::BitCast(d16, hn::And(hn::ShiftRight<4>(w), nibble));
         c2 = hn::BitCast(d16, hn::And(hn::ShiftRight<8>(w), nibble)), c3 = hn::BitCast(d16, hn::ShiftRight<12>(w));
@@ -277,13 +312,14 @@ HWY_INLINE void IntRows(const unsigned char* const* rows, const std::size_t* ind
 template <bool kTable, bool kHalves>
 void IntSlice(const unsigned char* data, std::size_t row_stride, std::size_t cols, const Codes4& codes, hn::Vec<D16> tbl,
               float table_unit, const Codes4Input& in, float* y, std::size_t r0, std::size_t r1) {
+  const ByteTables bytes = LoadByteTables(in.table_bytes);
   QuarterRows(
       data, row_stride, y, r0, r1,
       [&](const unsigned char* const* rows, const std::size_t* index, float* const* out) {
-        IntRows<4, kTable, kHalves>(rows, index, cols, codes, tbl, table_unit, in, out);
+        IntRows<4, kTable, kHalves>(rows, index, cols, codes, tbl, bytes, table_unit, in, out);
       },
       [&](const unsigned char* const* rows, const std::size_t* index, float* const* out) {
-        IntRows<1, kTable, kHalves>(rows, index, cols, codes, tbl, table_unit, in, out);
+        IntRows<1, kTable, kHalves>(rows, index, cols, codes, tbl, bytes, table_unit, in, out);
       });
 }
 
@@ -298,10 +334,14 @@ void Codes4Prepare(const float* x, std::size_t cols, const Codes4& codes, Codes4
   bool integer = true;
   float top = 0;
   for (int i = 0; i < 16; ++i) integer = integer && codes.table[i] == float(i), top = std::max(top, std::abs(codes.table[i]));
-  if (!integer && (!kHasLookup16 || !(top > 0) || !std::isfinite(top))) return;
+  if (!integer && (!(top > 0) || !std::isfinite(top) || !(kHasLookup16 || kHasByteTables))) return;
   in.integer = integer;
   in.unit = integer ? 1.0f : kTableSteps / top;
   for (int i = 0; i < 32; ++i) in.table[i] = static_cast<std::int16_t>(std::lrint(codes.table[i % 16] * in.unit));
+  for (int i = 0; i < 16; ++i) {
+    const auto v = static_cast<std::uint16_t>(in.table[i]);
+    in.table_bytes[i] = static_cast<std::uint8_t>(v & 0xFF), in.table_bytes[16 + i] = static_cast<std::uint8_t>(v >> 8);
+  }
   in.group = std::min(codes.block, span);
   in.ready = RoundInput(x, cols, in.group, codes.block, in);
 }

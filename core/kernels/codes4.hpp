@@ -46,7 +46,8 @@ struct Codes4Input {
   bool halves = false;           // a load of the kernel spans two blocks
   std::size_t group = 0;         // elements per input step
   float unit = 1;                // table steps per table unit
-  alignas(64) std::int16_t table[32] = {};
+  alignas(64) std::int16_t table[32] = {};       // the table in steps, written twice
+  alignas(16) std::uint8_t table_bytes[32] = {};  // its 16 low bytes, then its 16 high bytes
   std::vector<std::int16_t> xq;  // the rounded input in the kernel's order
   std::vector<float> step, xsum; // per group: what a step is worth; per block: Σx
 };

@@ -162,7 +162,7 @@ class Llama final : public Transformer {
     at::Tensor weight;
     if (const PackedLinear* packed = w_.packed(name)) {
       if (decode_packed_takes(x, packed->in)) return packed->decode(x, p_.fetch_if_present(name + ".bias", device));
-      weight = packed->dequantize();  // float32 on the CPU
+      weight = packed->dequantize(true);  // float32 on the CPU, used before the next layer expands
       if (!widened_product(x)) weight = weight.to(device, x.scalar_type());
     } else if (c_.awq) {  // AWQ on "disk" or a GPU: expanded where it runs
       weight = dequantize_awq(p_.fetch(name + ".qweight", device).to(at::kCPU), p_.fetch(name + ".qzeros", device).to(at::kCPU),

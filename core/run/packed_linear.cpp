@@ -1,5 +1,6 @@
 #include "run/packed_linear.hpp"
 
+
 #include <ATen/ATen.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include "kernels/thread_pool.hpp"
 #include "run/awq.hpp"
 #include "run/bnb4.hpp"
+#include "run/cpu_cast.hpp"
 #include "run/gptq.hpp"
 #include "run/tensor_layout.hpp"
 #include "run/weights.hpp"
@@ -28,11 +30,19 @@ kernels::Matrix PackedLinear::matrix() const {
   return m;
 }
 
-at::Tensor PackedLinear::dequantize() const {
+at::Tensor PackedLinear::dequantize(bool scratch) const {
   if (int8) return codes.to(at::kFloat).mul(scale.unsqueeze(1));
   // Loops over rows on the kernels' pool: a prompt's pass expands every packed layer it runs, so this
-  // must cost about a write of the float32 matrix (tensor ops on the nibbles took ten times as long).
-  at::Tensor w = at::empty({out, in}, at::TensorOptions().dtype(at::kFloat));
+  // must cost about a write of the float32 matrix (tensor ops on the nibbles took ten times as long;
+  // fresh memory for each layer, its page faults as long again).
+  at::Tensor w;
+  if (scratch && !columns.defined()) {
+    thread_local at::Tensor buffer;
+    if (!buffer.defined() || buffer.numel() < out * in) buffer = empty_in_huge_pages({out * in}, at::TensorOptions().dtype(at::kFloat));
+    w = buffer.narrow(0, 0, out * in).view({out, in});
+  } else {
+    w = at::empty({out, in}, at::TensorOptions().dtype(at::kFloat));
+  }
   float* dst = w.data_ptr<float>();
   const auto* src = static_cast<const std::uint8_t*>(codes.data_ptr());
   const float* table = layout.table;
@@ -41,15 +51,25 @@ at::Tensor PackedLinear::dequantize() const {
   const auto block = static_cast<std::int64_t>(layout.block), row_blocks = static_cast<std::int64_t>(layout.row_blocks);
   const std::int64_t rows_per_task = std::max<std::int64_t>(1, (1 << 16) / std::max<std::int64_t>(1, in));
   const auto tasks = static_cast<std::size_t>((out + rows_per_task - 1) / rows_per_task);
+  // Runs of one block at a time (no division per element), two codes per byte through a table of pairs.
+  float pair[256][2];
+  for (int b = 0; b < 256; ++b) pair[b][0] = table[b >> 4], pair[b][1] = table[b & 0xF];
   kernels::ThreadPool::shared().run(tasks, [&](std::size_t t) {
     const std::int64_t r0 = static_cast<std::int64_t>(t) * rows_per_task, r1 = std::min(out, r0 + rows_per_task);
     for (std::int64_t r = r0; r < r1; ++r)
-      for (std::int64_t c = 0; c < in; ++c) {
-        const std::int64_t e = r * in + c;
-        const std::uint8_t byte = src[e / 2];
-        const float v = table[e % 2 == 0 ? byte >> 4 : byte & 0xF];
-        const std::int64_t at = row_blocks ? r * row_blocks + c / block : e / block;
-        dst[e] = o ? v * s[at] + o[at] : v * s[at];
+      for (std::int64_t c = 0; c < in;) {
+        const std::int64_t at = row_blocks ? r * row_blocks + c / block : (r * in + c) / block;
+        const std::int64_t end = std::min(in, row_blocks ? (c / block + 1) * block : (at + 1) * block - r * in);
+        const float scale = s[at], shift = o ? o[at] : 0.0f;
+        float* d = dst + r * in;
+        const std::uint8_t* q = src + r * in / 2;  // in is even: a row starts on a byte
+        if (c % 2 == 1) d[c] = pair[q[c / 2]][1] * scale + shift, ++c;
+        for (; c + 1 < end; c += 2) {
+          const float* v = pair[q[c / 2]];
+          d[c] = v[0] * scale + shift;
+          d[c + 1] = v[1] * scale + shift;
+        }
+        if (c < end) d[c] = pair[q[c / 2]][0] * scale + shift, ++c;
       }
   });
   if (!columns.defined()) return w;
@@ -59,7 +79,7 @@ at::Tensor PackedLinear::dequantize() const {
 namespace {
 
 // The decode kernels' products of float32 rows `xf` (already in the codes' column order) with each
-// linear in one pass over the pool, plus biases, in `dtype`.
+// linear in one pass over the pool per kMaxBatch rows, plus biases, in `dtype`.
 std::vector<at::Tensor> products(const at::Tensor& xf, std::span<const PackedLinear* const> linears, std::span<const at::Tensor> biases,
                                  at::ScalarType dtype) {
   std::vector<at::Tensor> ys;
@@ -71,7 +91,11 @@ std::vector<at::Tensor> products(const at::Tensor& xf, std::span<const PackedLin
     matrices.push_back(l->matrix());
     work.push_back({matrices.back(), ys.back().data_ptr<float>(), static_cast<std::size_t>(l->out)});
   }
-  kernels::matvec(work, xf.data_ptr<float>(), static_cast<std::size_t>(xf.size(0)), static_cast<std::size_t>(xf.size(1)));
+  const auto rows = static_cast<std::size_t>(xf.size(0)), cols = static_cast<std::size_t>(xf.size(1));
+  for (std::size_t r = 0; r < rows; r += kernels::kMaxBatch) {
+    for (std::size_t i = 0; i < work.size(); ++i) work[i].y = ys[i].data_ptr<float>() + r * work[i].y_stride;
+    kernels::matvec(work, xf.data_ptr<float>() + r * cols, std::min(kernels::kMaxBatch, rows - r), cols);
+  }
   for (std::size_t i = 0; i < ys.size(); ++i) {
     if (i < biases.size() && biases[i].defined()) ys[i].add_(biases[i].to(at::kFloat));
     if (dtype != at::kFloat) ys[i] = ys[i].to(dtype);

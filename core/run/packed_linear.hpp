@@ -37,12 +37,19 @@ struct PackedLinear {
   kernels::Codes4 layout;    // table, block, row_blocks; its pointers refer to scale and offset
 
   kernels::Matrix matrix() const;
-  // W [out, in] in float32, columns in the input's order.
-  at::Tensor dequantize() const;
-  // y = x·Wᵀ (+ bias) in x's dtype through the decode kernels; x [rows ≤ kMaxBatch, in] on the CPU.
+  // W [out, in] in float32, columns in the input's order; with `scratch`, in one buffer per thread that
+  // the next such call overwrites (a prompt's pass expands one layer at a time).
+  at::Tensor dequantize(bool scratch = false) const;
+  // y = x·Wᵀ (+ bias) in x's dtype through the decode kernels, kMaxBatch rows at a time; x [rows, in]
+  // on the CPU.
   at::Tensor decode(const at::Tensor& x, const at::Tensor& bias) const;
   std::uint64_t bytes() const;
 };
+
+// A prompt of up to this many rows runs packed Linears through the decode kernels, reading the codes
+// once per kernels::kMaxBatch rows: below it that costs less than expanding each layer to float32 for a
+// matrix multiply (measured with `bench generate --prefill N` on 4-bit models, AVX2 and AVX-512).
+constexpr std::int64_t kPackedPromptRows = 64;
 
 // decode() of several packed Linears of one input (q/k/v, gate/up) in one pass over the thread pool;
 // those whose input is gathered (act order) run one by one.
