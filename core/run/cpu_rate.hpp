@@ -5,7 +5,8 @@
 
 namespace devicemap {
 
-// LibTorch starts with fewer threads than cores; sets them to the core count, once per process.
+// Once per process: LibTorch's own threads set to the core count where it multiplies bfloat16 through
+// oneDNN, and to one elsewhere, where OpenBLAS's threads and the decode kernels' pool use the cores.
 void use_all_cores();
 
 // GFLOP/s of one-row dense layers (the runner's own path) in `dtype` (float32 or bfloat16) on a weight
