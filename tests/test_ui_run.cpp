@@ -10,6 +10,8 @@
 #include <QThread>
 #include <QSpinBox>
 
+#include <random>
+
 #include "session/session.hpp"
 #include "testkit.hpp"
 #include "text/tokenizer.hpp"
@@ -165,6 +167,70 @@ class TestUiRun : public QObject {
     generate->click();
     QTRY_VERIFY_WITH_TIMEOUT(generate->isEnabled(), 60000);
     QVERIFY(output->toPlainText().startsWith(QStringLiteral("Once upon a time, there")));
+  }
+
+  // Cancel and Stop pressed at moments drawn from a seeded schedule: a third of the time while the
+  // worker is held (so the press lands before the work starts), else 0–40 ms after Load or Generate
+  // (during a generation, or after a load, which takes milliseconds). After each, the panel is idle with
+  // its buttons agreeing with what is loaded, and at the end a generation still gives the reference text.
+  void cancelAndStopAtRandomMomentsLeaveThePanelUsable() {
+    SessionController controller;
+    controller.setMachine(profile(R"({"cpu": {"memory": "1GiB"}})"), QStringLiteral("cpu only"));
+    controller.openModelNow(testkit::demo_dir().string());
+    controller.pin({"model.layers.1"}, Device::disk());
+    RunPanel panel(&controller);
+    auto* load = panel.findChild<QPushButton*>(QStringLiteral("load"));
+    auto* cancel = panel.findChild<QPushButton*>(QStringLiteral("cancel"));
+    auto* generate = panel.findChild<QPushButton*>(QStringLiteral("generate"));
+    auto* stop = panel.findChild<QPushButton*>(QStringLiteral("stop"));
+    auto* state = panel.findChild<QLabel*>(QStringLiteral("state"));
+    auto* output = panel.findChild<QPlainTextEdit*>(QStringLiteral("output"));
+    panel.findChild<QPlainTextEdit*>(QStringLiteral("prompt"))->setPlainText(QStringLiteral("Once upon a time"));
+    panel.findChild<QSpinBox*>(QStringLiteral("maxNewTokens"))->setValue(150);
+    std::mt19937 schedule(20261202);
+    std::uniform_int_distribution<int> delay_ms(0, 40);
+    int loads = 0, generations = 0, stopped = 0, cancelled = 0;
+    const auto idle = [&] { return load->isEnabled() && !cancel->isEnabled() && !stop->isEnabled(); };
+    for (int round = 0; round < 24; ++round) {
+      const bool loaded = generate->isEnabled();
+      const bool held = schedule() % 3 == 0;
+      QSemaphore release;
+      if (held) holdWorker(panel.findChild<QThread*>(), release);
+      if (!loaded || schedule() % 4 == 0) {  // (re)load now and then, generate otherwise
+        load->click();
+        ++loads;
+        if (!held) QTest::qWait(delay_ms(schedule));
+        if (cancel->isEnabled()) cancel->click();
+        if (held) release.release();
+        QTRY_VERIFY_WITH_TIMEOUT(idle(), 60000);
+        const QString text = state->text();
+        if (text == QStringLiteral("Loading was cancelled.")) {
+          ++cancelled;
+          QVERIFY(!generate->isEnabled());
+        } else {
+          QVERIFY2(text.startsWith(QStringLiteral("Loaded")), qPrintable(QString("round %1: %2").arg(round).arg(text)));
+          QVERIFY(generate->isEnabled());
+        }
+      } else {
+        generate->click();
+        ++generations;
+        if (!held) QTest::qWait(delay_ms(schedule));
+        if (stop->isEnabled()) stop->click(), ++stopped;
+        if (held) release.release();
+        QTRY_VERIFY_WITH_TIMEOUT(generate->isEnabled() && idle(), 60000);
+        QVERIFY2(output->toPlainText().startsWith(QStringLiteral("Once upon a time")), qPrintable(output->toPlainText()));
+      }
+    }
+    qInfo("%d loads (%d cancelled), %d generations (%d stopped)", loads, cancelled, generations, stopped);
+    QVERIFY(loads > 0 && generations > 0);
+    if (!generate->isEnabled()) {
+      load->click();
+      QTRY_VERIFY_WITH_TIMEOUT(generate->isEnabled(), 60000);
+    }
+    panel.findChild<QSpinBox*>(QStringLiteral("maxNewTokens"))->setValue(5);
+    generate->click();
+    QTRY_VERIFY_WITH_TIMEOUT(generate->isEnabled() && idle(), 60000);
+    QVERIFY2(output->toPlainText().startsWith(QStringLiteral("Once upon a time, there")), qPrintable(output->toPlainText()));
   }
 
   void refusesPlansOnSimulatedGpus() {
