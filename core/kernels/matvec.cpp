@@ -199,7 +199,7 @@ void matvec(std::span<const Product> products, const float* x, std::size_t batch
   }
   // About four slices per thread, so a thread that started late still gets its share; slices of at least
   // 16 rows, so a slice's weights are a long sequential read.
-  static const std::size_t kPer = std::getenv("DM_SL") ? std::atoi(std::getenv("DM_SL")) : 4;
+  constexpr std::size_t kPer = 4;
   const std::size_t slice = std::max<std::size_t>(16, (rows + kPer * pool.size() - 1) / (kPer * pool.size()));
   std::vector<Slice> slices;
   for (std::size_t i = 0; i < products.size(); ++i) {
