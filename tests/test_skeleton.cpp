@@ -266,6 +266,14 @@ void SkeletonTest::bad_skeleton_json_names_the_key() {
   } catch (const Error& e) {
     QVERIFY2(QString(e.what()).contains("'num_hidden_layers'") && QString(e.what()).contains("1000000000"), e.what());
   }
+  // A negative size is refused too (it used to plan an embedding of -5 rows as a smaller model).
+  try {
+    skeleton_from_config(nlohmann::json{{"model_type", "llama"}, {"hidden_size", 64}, {"intermediate_size", 128},
+                                        {"num_hidden_layers", 2}, {"num_attention_heads", 4}, {"vocab_size", -5}});
+    QFAIL("planned a vocabulary of -5");
+  } catch (const Error& e) {
+    QVERIFY2(QString(e.what()).contains("'vocab_size' is -5") && QString(e.what()).contains("negative"), e.what());
+  }
   // Also one level down, in a multimodal config's text_config.
   try {
     skeleton_from_config(nlohmann::json{{"model_type", "gemma3"},

@@ -11,11 +11,11 @@
 #include "cli/commands.hpp"
 #include "error.hpp"
 #include "format/atomic_file.hpp"
+#include "format/resources.hpp"
 #include "plan/bandwidth.hpp"
 #include "plan/machine.hpp"
 #include "plan/units.hpp"
 #ifdef DEVICEMAP_HAVE_RUN_COMMANDS
-#include "format/resources.hpp"
 #include "run/cpu_rate.hpp"
 #endif
 

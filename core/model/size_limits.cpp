@@ -49,6 +49,7 @@ void check_config_sizes(const nlohmann::json& config, std::string_view source) {
       check_config_sizes(config.at(nested), std::string(source) + ": " + nested);
   for (const auto& [key, most] : kLimits) {
     const std::int64_t v = value_of(config, key);
+    if (v < 0) throw Error(std::string(source) + ": key '" + key + "' is " + std::to_string(v) + "; a size cannot be negative");
     if (v > most)
       throw Error(std::string(source) + ": key '" + key + "' is " + std::to_string(v) + ", beyond any model (at most " +
                   std::to_string(most) + " is accepted)");
