@@ -1,6 +1,5 @@
 #include "run/packed_linear.hpp"
 
-
 #include <ATen/ATen.h>
 
 #include <algorithm>
