@@ -3,14 +3,13 @@
 // give the reference ids every time and leave nothing behind: no open file, no mapping, and resident
 // memory that stops growing once the first cycles have warmed the allocator and LibTorch's caches.
 #include <dirent.h>
-#include <unistd.h>
 
-#include <cstdio>
 #include <fstream>
 #include <string>
 #include <vector>
 
 #include "plan/device_map.hpp"
+#include "plan/process_memory.hpp"
 #include "run/generator.hpp"
 #include "run/model.hpp"
 #include "testkit.hpp"
@@ -18,13 +17,6 @@
 using namespace devicemap;
 
 namespace {
-
-std::size_t resident_bytes() {
-  std::ifstream statm("/proc/self/statm");
-  std::size_t size = 0, resident = 0;
-  statm >> size >> resident;
-  return resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-}
 
 std::size_t count_entries(const char* dir) {
   std::size_t n = 0;
@@ -62,9 +54,10 @@ class TestRunCycles : public QObject {
     constexpr int kCycles = 100, kWarm = 10, kTokens = 32;
     GenerationOptions greedy;
     greedy.max_new_tokens = kTokens;
-    std::size_t warm_rss = 0, warm_fds = 0, warm_maps = 0;
+    std::uint64_t warm_rss = 0;
+    std::size_t warm_fds = 0, warm_maps = 0;
     for (int cycle = 0; cycle < kCycles; ++cycle) {
-      if (cycle == kWarm) warm_rss = resident_bytes(), warm_fds = count_entries("/proc/self/fd"), warm_maps = mappings();
+      if (cycle == kWarm) warm_rss = current_resident_bytes(), warm_fds = count_entries("/proc/self/fd"), warm_maps = mappings();
       LoadOptions options;
       if (cycle % 4 == 2) options.quantize = LoadQuantization::Int8;
       Model model = Model::load(testkit::demo_dir(), plan_of_cycle(cycle), options);
@@ -75,7 +68,8 @@ class TestRunCycles : public QObject {
           QVERIFY2(result.tokens[i] == reference[prompt.size() + i], qPrintable(QString("cycle %1, token %2").arg(cycle).arg(i)));
       }
     }
-    const std::size_t rss = resident_bytes();
+    const std::uint64_t rss = current_resident_bytes();
+    QVERIFY(warm_rss > 0 && rss > 0);  // read at all (0 means /proc could not say)
     const double growth_mib = (double(rss) - double(warm_rss)) / (1 << 20);
     qInfo("resident memory after %d cycles: %.1f MiB, after %d: %.1f MiB (growth %.2f MiB; the model is %.2f MiB)", kWarm,
           double(warm_rss) / (1 << 20), kCycles, double(rss) / (1 << 20), growth_mib,
