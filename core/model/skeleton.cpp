@@ -187,7 +187,7 @@ Skeleton Skeleton::from_json(const nlohmann::json& j, std::string_view source) {
   }
   if (j.contains("tied")) {
     for (const auto& pair : j["tied"]) {
-      if (!pair.is_array() || pair.size() < 2 || !pair[0].is_string())
+      if (!pair.is_array() || pair.size() < 2 || !std::all_of(pair.begin(), pair.end(), [](const auto& n) { return n.is_string(); }))
         throw Error(src + ": \"tied\" must hold [canonical, alias…] name lists");
       for (std::size_t k = 1; k < pair.size(); ++k) {
         const auto alias = pair[k].get<std::string>();
