@@ -1,7 +1,9 @@
 // devicemap-studio: the desktop program. Optional argument: a model (folder, "catalog:ID") or a plan file.
 #include <QApplication>
 #include <QCommandLineParser>
+#include <QIcon>
 
+#include "devicemap_version.hpp"
 #include "ui/main_window.hpp"
 
 int main(int argc, char** argv) {
@@ -11,7 +13,9 @@ int main(int argc, char** argv) {
   QApplication::setOrganizationName(QStringLiteral("DeviceMap"));
   QApplication::setApplicationName(QStringLiteral("DeviceMap Studio"));
   QApplication::setApplicationVersion(QStringLiteral(DEVICEMAP_VERSION));
-  QApplication::setDesktopFileName(QStringLiteral("devicemap-studio"));
+  // The installed desktop entry and icon (packaging/linux/): the window takes the icon of the theme.
+  QApplication::setDesktopFileName(QStringLiteral("io.github.devicemap_studio.Studio"));
+  QApplication::setWindowIcon(QIcon::fromTheme(QStringLiteral("io.github.devicemap_studio.Studio")));
 
   QCommandLineParser args;
   args.setApplicationDescription(QStringLiteral("Plan, draw and export device maps for models that do not fit on one GPU"));

@@ -20,7 +20,7 @@ set(allowed_session root format model kernels plan session)
 set(allowed_kernels root format kernels)
 set(allowed_run     root format text model plan kernels run)
 set(allowed_cli     root format text model plan kernels run cli)
-set(allowed_ui      root format text model plan session run ui)
+set(allowed_ui      root format text model plan session kernels run ui)  # kernels: the About box's target
 set(core_folders format text model plan session kernels run cli)
 
 set(torch_include "^#include <(torch|ATen|c10)/")

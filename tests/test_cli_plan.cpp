@@ -4,7 +4,9 @@
 #include <fstream>
 
 #include "cli/progress_bar.hpp"
+#include "devicemap_version.hpp"
 #include "format/resources.hpp"
+#include "kernels/matvec.hpp"
 #include "model/model_source.hpp"
 #include "plan/device_map.hpp"
 #include "plan/machine.hpp"
@@ -16,6 +18,15 @@ using namespace devicemap;
 class CliPlan : public QObject {
   Q_OBJECT
  private Q_SLOTS:
+  void version_names_the_build_and_what_it_runs_on() {
+    const auto r = testkit::run_cli({"--version"});
+    QCOMPARE(r.code, 0);
+    const auto out = QString::fromStdString(r.out);
+    QVERIFY2(out.startsWith(QStringLiteral("devicemap " DEVICEMAP_VERSION "\n")), r.out.c_str());
+    QVERIFY2(out.contains(QStringLiteral("running layer: ")), r.out.c_str());
+    QVERIFY2(out.contains(QString::fromStdString("CPU kernels: " + kernels::dispatch_target() + " ")), r.out.c_str());
+    QVERIFY(!kernels::dispatch_target().empty());
+  }
   void json_output_is_the_planner_map() {
     const auto r = testkit::run_cli({"plan", "catalog:llama-3.1-70b", "--max-memory", "0=20GiB,1=20GiB,cpu=64GiB", "--format", "json"});
     QCOMPARE(r.code, 0);

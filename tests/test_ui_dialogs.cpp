@@ -1,5 +1,5 @@
 // The dialogs that choose what to plan: Simulate Hardware (bundled profiles, virtual GPUs added and
-// removed) and Open Model (catalog entries, the Hugging Face cache).
+// removed), Open Model (catalog entries, the Hugging Face cache) and About.
 #include <QtTest/QtTest>
 
 #include <QDialogButtonBox>
@@ -12,6 +12,9 @@
 #include "model/model_source.hpp"
 #include "plan/machine.hpp"
 #include "testkit.hpp"
+#include "devicemap_version.hpp"
+#include "kernels/matvec.hpp"
+#include "ui/about_text.hpp"
 #include "ui/hardware_dialog.hpp"
 #include "ui/model_picker.hpp"
 
@@ -32,6 +35,16 @@ class TestUiDialogs : public QObject {
   Q_OBJECT
 
  private Q_SLOTS:
+  void aboutNamesVersionQtRunnerAndKernels() {
+    const QString text = aboutText();
+    QVERIFY2(text.contains(QStringLiteral("</b> " DEVICEMAP_VERSION "<p>")), qPrintable(text));
+    QVERIFY2(text.contains(QStringLiteral("Qt ") + QString::fromLatin1(qVersion())), qPrintable(text));
+    QVERIFY2(text.contains(QStringLiteral("running layer: ")), qPrintable(text));
+#ifdef DEVICEMAP_HAVE_RUNTIME
+    QVERIFY2(text.contains(QStringLiteral("LibTorch ")), qPrintable(text));
+#endif
+    QVERIFY2(text.contains(QString::fromStdString("CPU kernels: " + kernels::dispatch_target() + " ")), qPrintable(text));
+  }
   void hardwareFromAProfileThenVirtualGpus() {
     HardwareDialog dialog(detect_machine());
     auto* profiles = dialog.findChild<QListWidget*>();

@@ -26,6 +26,7 @@
 #include "format/resources.hpp"
 #include "plan/bandwidth.hpp"
 #include "plan/units.hpp"
+#include "ui/about_text.hpp"
 #include "ui/device_delegate.hpp"
 #include "ui/device_panel.hpp"
 #include "ui/device_style.hpp"
@@ -266,11 +267,7 @@ void MainWindow::buildActions() {
 
   QMenu* help = menuBar()->addMenu(tr("&Help"));
   connect(help->addAction(tr("&About DeviceMap Studio")), &QAction::triggered, this, [this] {
-    QMessageBox::about(this, tr("About DeviceMap Studio"),
-                       tr("<b>DeviceMap Studio</b> %1<p>Plans which layer of a language model goes to which GPU, "
-                          "the CPU's RAM or the disk — the same maps Accelerate's infer_auto_device_map makes — lets "
-                          "you change them by dragging, and exports device_map.json for transformers and accelerate.")
-                           .arg(QApplication::applicationVersion()));
+    QMessageBox::about(this, tr("About DeviceMap Studio"), aboutText());
   });
 }
 

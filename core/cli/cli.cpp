@@ -31,7 +31,7 @@ constexpr Command kCommands[] = {
 void usage(std::ostream& os) {
   os << "usage: devicemap COMMAND [ARGS]\n\ncommands:\n";
   for (const auto& c : kCommands) os << "  " << c.name << std::string(12 - c.name.size(), ' ') << c.summary << "\n";
-  os << "\n'devicemap COMMAND --help' describes one command.\n";
+  os << "\n'devicemap COMMAND --help' describes one command; 'devicemap --version' the build.\n";
 }
 
 }  // namespace
@@ -45,6 +45,10 @@ int main(int argc, char** argv) {
   const std::string_view name = argv[1];
   if (name == "--help" || name == "-h" || name == "help") {
     usage(std::cout);
+    return 0;
+  }
+  if (name == "--version" || name == "version") {
+    print_version(std::cout);
     return 0;
   }
   for (const auto& c : kCommands) {

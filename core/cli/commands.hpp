@@ -9,6 +9,7 @@ int devices_command(Invocation& inv);
 int inspect_command(Invocation& inv);
 int bench_command(Invocation& inv);
 int tokenize_command(Invocation& inv);
+void print_version(std::ostream& out);  // devicemap --version
 #ifdef DEVICEMAP_HAVE_RUN_COMMANDS
 int run_command(Invocation& inv);
 int make_model_command(Invocation& inv);
