@@ -54,7 +54,7 @@ for page in devicemap devicemap-studio; do
   warnings=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l -Tutf8 -Z "$root/usr/share/man/man1/$page.1.gz" 2>&1 > /dev/null)
   [[ -z "$warnings" ]] || { echo "$page.1: $warnings" >&2; exit 1; }
 done
-for command in plan devices inspect tokenize run make-model bench; do
+for command in plan check devices inspect tokenize run make-model bench; do
   zgrep -q "^\.SS $command\$" "$root/usr/share/man/man1/devicemap.1.gz" || { echo "devicemap.1 lacks '$command'" >&2; exit 1; }
 done
 

@@ -18,6 +18,7 @@ struct Command {
 
 constexpr Command kCommands[] = {
     {"plan", "plan where every layer goes (device_map.json)", plan_command},
+    {"check", "check a device_map.json: coverage, fit, speed, what auto would move", check_command},
     {"devices", "list the GPUs, CPU RAM and disk of this machine", devices_command},
     {"inspect", "describe a checkpoint: architecture, tensors, sizes, ties", inspect_command},
     {"tokenize", "text to token ids and back", tokenize_command},

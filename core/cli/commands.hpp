@@ -5,6 +5,7 @@
 namespace devicemap::cli {
 
 int plan_command(Invocation& inv);
+int check_command(Invocation& inv);
 int devices_command(Invocation& inv);
 int inspect_command(Invocation& inv);
 int bench_command(Invocation& inv);

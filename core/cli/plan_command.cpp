@@ -26,45 +26,6 @@ const char* const kUsage =
 
 std::string cell(std::optional<std::int64_t> bytes) { return bytes ? format_size(static_cast<std::uint64_t>(*bytes)) : "unlimited"; }
 
-// The largest weight file of a checkpoint folder: what a disk read test should read.
-std::filesystem::path largest_weight_file(const std::filesystem::path& dir) {
-  std::filesystem::path best;
-  std::uintmax_t size = 0;
-  std::error_code ec;
-  if (dir.empty()) return best;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    const auto ext = e.path().extension();
-    if ((ext == ".safetensors" || ext == ".bin") && e.is_regular_file(ec) && e.file_size(ec) > size) {
-      size = e.file_size(ec);
-      best = e.path();
-    }
-  }
-  return best;
-}
-
-std::string gbs(double v) {
-  char b[32];
-  std::snprintf(b, sizeof b, v >= 100 ? "%.0f GB/s" : "%.3g GB/s", v);
-  return b;
-}
-
-// ", GPUs 1008 GB/s, RAM 60 GB/s, PCIe 25 GB/s, disk 3.5 GB/s": what the prediction rests on.
-std::string bandwidth_text(const Machine& m) {
-  std::string s;
-  std::vector<double> gpus;
-  for (const auto& d : m.devices)
-    if (d.device.is_gpu()) gpus.push_back(d.bandwidth_gbs);
-  const bool same = !gpus.empty() && std::all_of(gpus.begin(), gpus.end(), [&](double v) { return v == gpus[0]; });
-  if (same && gpus[0] > 0) s += std::string(gpus.size() > 1 ? ", GPUs " : ", GPU ") + gbs(gpus[0]);
-  for (const auto& d : m.devices) {
-    if (d.bandwidth_gbs <= 0 || (d.device.is_gpu() && same)) continue;
-    s += ", " + (d.device.is_gpu() ? "GPU " + d.device.name() : d.device.is_cpu() ? std::string("RAM") : "disk") + " " +
-         gbs(d.bandwidth_gbs);
-    if (d.device.is_cpu() && m.pcie_gbs > 0 && !gpus.empty()) s += ", PCIe " + gbs(m.pcie_gbs);
-  }
-  return s;
-}
-
 void print_prediction(std::ostream& os, const Skeleton& skeleton, const PlanningRequest& req, const Plan& plan,
                       bool offload_folder) {
   const SpeedPrediction p = predict_decode_speed(skeleton, plan.device_map, req.machine,
