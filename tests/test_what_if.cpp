@@ -1,0 +1,108 @@
+// What-if curves: the planner and the speed model along one axis. Where the model says a curve must be
+// monotone, it is: once a plan uses a GPU, more GPU memory or more GPUs never predict slower; a longer
+// context never predicts faster. (The first GPU can predict slower than none: the blocks left on the CPU
+// then run on the GPU and their weights cross PCIe every token, as Accelerate runs them.)
+#include "testkit.hpp"
+
+#include "model/model_source.hpp"
+#include "plan/machine.hpp"
+#include "plan/what_if.hpp"
+
+using namespace devicemap;
+
+namespace {
+
+struct Case {
+  const char* model;
+  const char* profile;
+};
+constexpr Case kCases[] = {{"catalog:llama-3.1-8b", "1x24gb"}, {"catalog:llama-3.1-70b", "2x24gb"},
+                           {"catalog:mixtral-8x7b", "2x24gb"}, {"catalog:llama-3.1-405b", "8x80gb"}};
+
+Machine profile(const char* name) { return load_profile(testkit::resources_dir() / "profiles" / (std::string(name) + ".json")); }
+
+// Every point planned and predicted, and each step in the direction `sign` (+1 up, -1 down) or level,
+// between points that agree on using a GPU (when `same_execution`).
+void expect_monotone(const std::vector<WhatIfPoint>& curve, int sign, const std::string& what, bool same_execution = true) {
+  QVERIFY2(curve.size() >= 2, what.c_str());
+  for (std::size_t i = 0; i < curve.size(); ++i) {
+    const auto& p = curve[i];
+    QVERIFY2(p.planned, (what + ": " + p.error).c_str());
+    QVERIFY2(p.tokens_per_second > 0, (what + ": no prediction at x=" + std::to_string(p.x)).c_str());
+    if (i == 0 || (same_execution && p.uses_gpu != curve[i - 1].uses_gpu)) continue;
+    const double step = (p.tokens_per_second - curve[i - 1].tokens_per_second) * sign;
+    QVERIFY2(step >= -1e-9 * curve[i - 1].tokens_per_second,
+             (what + ": " + std::to_string(curve[i - 1].tokens_per_second) + " tok/s at x=" + std::to_string(curve[i - 1].x) +
+              " then " + std::to_string(p.tokens_per_second) + " at x=" + std::to_string(p.x))
+                 .c_str());
+  }
+}
+
+}  // namespace
+
+class WhatIfTest : public QObject {
+  Q_OBJECT
+ private Q_SLOTS:
+  void moreGpuMemoryNeverPredictsSlower() {
+    for (const auto& c : kCases) {
+      const auto model = open_model(c.model);
+      const Machine m = profile(c.profile);
+      PlanOptions o;
+      o.dtype = DType::BF16;
+      const auto curve = what_if_curve(model.skeleton, m, default_max_memory(m), o, {o.dtype}, WhatIfAxis::GpuBudget);
+      expect_monotone(curve, +1, std::string(c.model) + " on " + c.profile + ", GPU budget");
+      QCOMPARE(curve.front().x, 0.0);
+      QCOMPARE(curve.back().x, static_cast<double>(m.devices.front().total));
+      // Nothing on a GPU at 0, so nothing is bound by one; a full card beats the first budget that uses it.
+      QVERIFY(!curve.front().uses_gpu);
+      QVERIFY2(!curve.front().bottleneck.starts_with("GPU"), curve.front().bottleneck.c_str());
+      const auto first_gpu = std::find_if(curve.begin(), curve.end(), [](const WhatIfPoint& p) { return p.uses_gpu; });
+      QVERIFY(first_gpu != curve.end() && curve.back().uses_gpu);
+      QVERIFY(curve.back().tokens_per_second > first_gpu->tokens_per_second);
+    }
+  }
+
+  void aLongerContextNeverPredictsFaster() {
+    for (const auto& c : kCases) {
+      const auto model = open_model(c.model);
+      const Machine m = profile(c.profile);
+      PlanOptions o;
+      o.dtype = DType::BF16;
+      const auto curve = what_if_curve(model.skeleton, m, default_max_memory(m), o, {o.dtype}, WhatIfAxis::Context);
+      expect_monotone(curve, -1, std::string(c.model) + " on " + c.profile + ", context");
+      QCOMPARE(curve.front().x, 0.0);
+      QCOMPARE(curve.back().x, static_cast<double>(model.skeleton.config["max_position_embeddings"].get<std::uint64_t>()));
+    }
+  }
+
+  void moreGpusNeverPredictSlower() {
+    for (const auto& c : kCases) {
+      const auto model = open_model(c.model);
+      const Machine m = profile(c.profile);
+      PlanOptions o;
+      o.dtype = DType::BF16;
+      const auto budgets = default_max_memory(m);
+      const auto curve = what_if_curve(model.skeleton, m, budgets, o, {o.dtype}, WhatIfAxis::GpuCount);
+      QCOMPARE(curve.size(), budgets.gpus().size() + 1);
+      expect_monotone(curve, +1, std::string(c.model) + " on " + c.profile + ", GPU count");
+    }
+  }
+
+  // The point at the plan's own inputs is the plan's own prediction.
+  void thePointAtTheCurrentBudgetIsTheCurrentPlan() {
+    const auto model = open_model("catalog:llama-3.1-70b");
+    const Machine m = profile("2x24gb");
+    PlanOptions o;
+    o.dtype = DType::BF16;
+    const MaxMemory budgets = default_max_memory(m);
+    const auto curve = what_if_curve(model.skeleton, m, budgets, o, {o.dtype}, WhatIfAxis::GpuCount);
+    const Plan plan = plan_device_map(model.skeleton, budgets, o);
+    const SpeedPrediction p = predict_decode_speed(model.skeleton, plan.device_map, m, {o.dtype});
+    QCOMPARE(curve.back().tokens_per_second, p.tokens_per_second);
+    QCOMPARE(curve.back().bottleneck, p.bottleneck);
+    QCOMPARE(curve.back().fits, plan.fits());
+  }
+};
+
+QTEST_MAIN(WhatIfTest)
+#include "test_what_if.moc"
