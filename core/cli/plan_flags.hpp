@@ -1,6 +1,6 @@
 #pragma once
-// The planning flags `plan` and `run` share: model, budgets, strategy, dtype, flavour, no-split classes,
-// pins, KV reserve, hardware profile.
+// The planning flags `plan`, `check` and `run` share: model, budgets, strategy, dtype, flavour, no-split classes,
+// pins, KV reserve, hardware profile; and what their outputs share (bandwidth text, the disk sample).
 #include <filesystem>
 #include <optional>
 #include <set>
