@@ -10,8 +10,12 @@
 #include "cli/bench.hpp"
 #include "cli/commands.hpp"
 #include "error.hpp"
+#include "format/resources.hpp"
 #include "model/model_source.hpp"
+#include "plan/machine.hpp"
 #include "plan/planner.hpp"
+#include "plan/speed_model.hpp"
+#include "plan/what_if.hpp"
 
 namespace devicemap::cli {
 
@@ -75,13 +79,35 @@ int bench_plan(const std::vector<std::string>& argv, std::ostream& out) {
                         json);
     }
   }
+  // A What-if curve of Llama 3.1 405B on 8×80 GB: the planner and the speed model at every point.
+  const Skeleton s = open_model("catalog:llama-3.1-405b").skeleton;
+  const Machine m = load_profile(resources_dir() / "profiles" / "8x80gb.json");
+  const MaxMemory budgets = default_max_memory(m);
+  PlanOptions o;
+  o.dtype = DType::BF16;
+  const int curve_runs = std::max(1, runs / 40);
+  // The bound: one plan and one prediction per point, timed alone.
+  const double one_point = median_us(curve_runs * 4, [&] {
+    const Plan p = plan_device_map(s, budgets, o);
+    volatile double v = predict_decode_speed(s, p.device_map, m, {o.dtype, o.flavor, p.kv_per_layer}).tokens_per_second;
+    (void)v;
+  });
+  for (const auto& [axis, name] : {std::pair{WhatIfAxis::GpuBudget, "gpu_budget"}, std::pair{WhatIfAxis::Context, "context"},
+                                   std::pair{WhatIfAxis::GpuCount, "gpu_count"}}) {
+    std::size_t points = 0;
+    const double us = median_us(curve_runs, [&] { points = what_if_curve(s, m, budgets, o, {o.dtype}, axis).size(); });
+    const double bound = one_point * static_cast<double>(points);
+    print_measurement(out, {std::string("what_if.llama-3.1-405b.8x80gb.") + name, us / 1000, "ms", bound / 1000, us / bound,
+                            "bound: " + std::to_string(points) + " points x one plan and prediction"},
+                      json);
+  }
   return 0;
 }
 
 int bench_command(Invocation& inv) {
   if (inv.args.empty() || inv.args[0] == "--help") {
     inv.out << "usage: devicemap bench plan|kernels|load|generate [--format json] [ARGS]\n"
-               "  plan                 planning time for 70B/176B/405B-sized catalog models (median, µs)\n"
+               "  plan                 planning time for 70B/176B/405B-sized catalog models (median, µs), What-if curves\n"
                "  kernels              decode kernels' weight streaming, per dtype and shape, vs memory read\n"
 #ifdef DEVICEMAP_HAVE_RUN_COMMANDS
                "  load MODEL           load throughput vs a plain read of the same files; peak RSS vs CPU bytes\n"
