@@ -266,6 +266,15 @@ void SkeletonTest::bad_skeleton_json_names_the_key() {
   } catch (const Error& e) {
     QVERIFY2(QString(e.what()).contains("'num_hidden_layers'") && QString(e.what()).contains("1000000000"), e.what());
   }
+  // Many layers of many tiny experts: few parameters, but billions of tensors to build.
+  try {
+    skeleton_from_config(nlohmann::json{{"model_type", "mixtral"}, {"hidden_size", 2}, {"intermediate_size", 2},
+                                        {"num_hidden_layers", 8000}, {"num_local_experts", 16000}, {"num_attention_heads", 1},
+                                        {"vocab_size", 10}});
+    QFAIL("planned 128 million experts");
+  } catch (const Error& e) {
+    QVERIFY2(QString(e.what()).contains("num_hidden_layers × experts") && QString(e.what()).contains("128000000"), e.what());
+  }
   // A negative size is refused too (it used to plan an embedding of -5 rows as a smaller model).
   try {
     skeleton_from_config(nlohmann::json{{"model_type", "llama"}, {"hidden_size", 64}, {"intermediate_size", 128},
