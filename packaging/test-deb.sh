@@ -9,17 +9,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${1:-${DEVICEMAP_BUILD_DIR:-$here/build}}"
 id=io.github.devicemap_studio.Studio
 
-tools=(lintian desktop-file-utils appstream dpkg-dev man-db)
-missing=()
-for p in "${tools[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  sudo=()
-  [[ $(id -u) -eq 0 ]] || sudo=(sudo)
-  "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+"$here/packaging/apt-install.sh" lintian desktop-file-utils appstream man-db
 
 deb=$("$here/packaging/build-deb.sh" "$build" | tail -n 1)
 version=$(dpkg-deb -f "$deb" Version)
