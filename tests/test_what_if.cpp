@@ -88,6 +88,28 @@ class WhatIfTest : public QObject {
     }
   }
 
+  // The budget axis varies only the GPUs the budgets use; without a GPU it is one point.
+  void theBudgetAxisKeepsToTheBudgetsGpus() {
+    const auto model = open_model("catalog:llama-3.1-70b");  // larger than one card: GPU 1 would take layers
+    const Machine m = profile("2x24gb");
+    MaxMemory budgets = default_max_memory(m);
+    budgets.erase(Device::gpu(1));
+    const auto curve = what_if_curve(model.skeleton, m, budgets, {}, {}, WhatIfAxis::GpuBudget);
+    QCOMPARE(curve.size(), std::size_t(17));
+    // Its last point is GPU 0 at its card's size and GPU 1 still left out.
+    MaxMemory full = budgets;
+    full.set(Device::gpu(0), m.find(Device::gpu(0))->total);
+    const Plan plan = plan_device_map(model.skeleton, full, {});
+    QVERIFY(!plan.device_map.devices().empty());
+    for (const auto d : plan.device_map.devices()) QVERIFY(d != Device::gpu(1));
+    QCOMPARE(curve.back().tokens_per_second, predict_decode_speed(model.skeleton, plan.device_map, m).tokens_per_second);
+    MaxMemory cpu_only;
+    cpu_only.set(Device::cpu(), 64ull << 30);
+    const auto flat = what_if_curve(model.skeleton, m, cpu_only, {}, {}, WhatIfAxis::GpuBudget);
+    QCOMPARE(flat.size(), std::size_t(1));
+    QVERIFY(flat[0].planned && !flat[0].uses_gpu);
+  }
+
   // The point at the plan's own inputs is the plan's own prediction.
   void thePointAtTheCurrentBudgetIsTheCurrentPlan() {
     const auto model = open_model("catalog:llama-3.1-70b");

@@ -41,17 +41,22 @@ std::uint64_t max_context(const Skeleton& s) {
 std::vector<WhatIfPoint> what_if_curve(const Skeleton& s, const Machine& machine, const MaxMemory& budgets,
                                        const PlanOptions& options, const SpeedInputs& speed, WhatIfAxis axis, int points) {
   std::vector<WhatIfPoint> out;
-  points = std::max(points, 2);
+  points = std::max(points, 2);  // GpuBudget without GPUs: one
   switch (axis) {
     case WhatIfAxis::GpuBudget: {
+      // The GPUs the budgets use (a GPU left out stays out), each up to its card's size.
+      std::vector<std::pair<Device, std::uint64_t>> cards;
       std::uint64_t largest = 0;
-      for (const auto& d : machine.devices)
-        if (d.device.is_gpu()) largest = std::max(largest, d.total);
+      for (const Device g : budgets.gpus()) {
+        const DeviceInfo* info = machine.find(g);
+        cards.emplace_back(g, info ? info->total : *budgets.get(g));
+        largest = std::max(largest, cards.back().second);
+      }
+      if (cards.empty()) points = 1;  // no GPU: one point, the plan as it is
       for (int i = 0; i < points; ++i) {
-        const auto x = static_cast<std::uint64_t>(static_cast<double>(largest) * i / (points - 1));
+        const auto x = points == 1 ? 0 : static_cast<std::uint64_t>(static_cast<double>(largest) * i / (points - 1));
         MaxMemory b = budgets;
-        for (const auto& d : machine.devices)
-          if (d.device.is_gpu()) b.set(d.device, std::min(x, d.total));
+        for (const auto& [g, size] : cards) b.set(g, std::min(x, size));
         out.push_back(evaluate(static_cast<double>(x), s, machine, b, options, speed));
       }
       break;
