@@ -277,7 +277,7 @@ class TestRunConfig : public QObject {
     absurd = llama_base();
     absurd["hidden_size"] = 1 << 19;  // each size within bounds, together ~10^15 parameters
     absurd["intermediate_size"] = 1 << 22;
-    absurd["num_hidden_layers"] = 1 << 14;
+    absurd["num_hidden_layers"] = 1 << 13;
     absurd["num_attention_heads"] = 1 << 10;
     QVERIFY(contains(error_of([&] { ModelConfig::from_json(absurd); }), "trillion parameters"));
 
