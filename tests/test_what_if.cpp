@@ -38,6 +38,23 @@ void expect_monotone(const std::vector<WhatIfPoint>& curve, int sign, const std:
   }
 }
 
+// One case's curve along `axis`, planned in bfloat16 on the profile's default budgets.
+struct CaseCurve {
+  ModelSource model;
+  Machine machine;
+  MaxMemory budgets;
+  std::vector<WhatIfPoint> curve;
+  std::string what;
+};
+CaseCurve bf16_curve(const Case& c, WhatIfAxis axis, const char* axis_name) {
+  CaseCurve r{open_model(c.model), profile(c.profile), {}, {}, std::string(c.model) + " on " + c.profile + ", " + axis_name};
+  r.budgets = default_max_memory(r.machine);
+  PlanOptions o;
+  o.dtype = DType::BF16;
+  r.curve = what_if_curve(r.model.skeleton, r.machine, r.budgets, o, {o.dtype}, axis);
+  return r;
+}
+
 }  // namespace
 
 class WhatIfTest : public QObject {
@@ -45,12 +62,8 @@ class WhatIfTest : public QObject {
  private Q_SLOTS:
   void moreGpuMemoryNeverPredictsSlower() {
     for (const auto& c : kCases) {
-      const auto model = open_model(c.model);
-      const Machine m = profile(c.profile);
-      PlanOptions o;
-      o.dtype = DType::BF16;
-      const auto curve = what_if_curve(model.skeleton, m, default_max_memory(m), o, {o.dtype}, WhatIfAxis::GpuBudget);
-      expect_monotone(curve, +1, std::string(c.model) + " on " + c.profile + ", GPU budget");
+      const auto [model, m, budgets, curve, what] = bf16_curve(c, WhatIfAxis::GpuBudget, "GPU budget");
+      expect_monotone(curve, +1, what);
       QCOMPARE(curve.front().x, 0.0);
       QCOMPARE(curve.back().x, static_cast<double>(m.devices.front().total));
       // Nothing on a GPU at 0, so nothing is bound by one; a full card beats the first budget that uses it.
@@ -64,12 +77,8 @@ class WhatIfTest : public QObject {
 
   void aLongerContextNeverPredictsFaster() {
     for (const auto& c : kCases) {
-      const auto model = open_model(c.model);
-      const Machine m = profile(c.profile);
-      PlanOptions o;
-      o.dtype = DType::BF16;
-      const auto curve = what_if_curve(model.skeleton, m, default_max_memory(m), o, {o.dtype}, WhatIfAxis::Context);
-      expect_monotone(curve, -1, std::string(c.model) + " on " + c.profile + ", context");
+      const auto [model, m, budgets, curve, what] = bf16_curve(c, WhatIfAxis::Context, "context");
+      expect_monotone(curve, -1, what);
       QCOMPARE(curve.front().x, 0.0);
       QCOMPARE(curve.back().x, static_cast<double>(model.skeleton.config["max_position_embeddings"].get<std::uint64_t>()));
     }
@@ -77,14 +86,9 @@ class WhatIfTest : public QObject {
 
   void moreGpusNeverPredictSlower() {
     for (const auto& c : kCases) {
-      const auto model = open_model(c.model);
-      const Machine m = profile(c.profile);
-      PlanOptions o;
-      o.dtype = DType::BF16;
-      const auto budgets = default_max_memory(m);
-      const auto curve = what_if_curve(model.skeleton, m, budgets, o, {o.dtype}, WhatIfAxis::GpuCount);
+      const auto [model, m, budgets, curve, what] = bf16_curve(c, WhatIfAxis::GpuCount, "GPU count");
       QCOMPARE(curve.size(), budgets.gpus().size() + 1);
-      expect_monotone(curve, +1, std::string(c.model) + " on " + c.profile + ", GPU count");
+      expect_monotone(curve, +1, what);
     }
   }
 
