@@ -6,6 +6,8 @@
 // must be as close to it as LibTorch's bfloat16 path is.
 #include <algorithm>
 #include <cmath>
+#include <fstream>
+#include <string>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -22,6 +24,14 @@ using namespace devicemap;
 using nlohmann::json;
 
 namespace {
+
+// Whether /proc/cpuinfo lists `flag` for this CPU.
+bool cpu_flag(const std::string& flag) {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("flags", 0) == 0) return (line + ' ').find(' ' + flag + ' ') != std::string::npos;
+  return false;
+}
 
 json odd_llama() {
   return {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"hidden_size", 72}, {"intermediate_size", 200},
@@ -204,7 +214,10 @@ class TestRunDecodeKernels : public QObject {
     const double n = double(widened.positions);
     qInfo("mean relative distance from float32: widened %.2e, LibTorch bfloat16 %.2e", widened_off / n, native_off / n);
     QVERIFY(widened_off > 0);                     // it did round to bfloat16
-    QVERIFY(widened.values != native.values);     // and the two paths are not one
+    // And the two paths are not one. Where the CPU has bfloat16 dot products (AVX-512 BF16), oneDNN's
+    // differ from the widened ones only in the order of float32 sums, which the final rounding to
+    // bfloat16 can hide in every logit of a small model: equal values prove nothing there.
+    if (!cpu_flag("avx512_bf16")) QVERIFY(widened.values != native.values);
     QVERIFY2(widened_off <= 1.25 * native_off, qPrintable(QString("widened %1, LibTorch %2").arg(widened_off / n).arg(native_off / n)));
   }
 
