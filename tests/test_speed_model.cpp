@@ -7,6 +7,7 @@
 #include "model/model_source.hpp"
 #include "model/module_sizes.hpp"
 #include "model/skeleton.hpp"
+#include "plan/bandwidth.hpp"
 #include "plan/device_map.hpp"
 #include "plan/machine.hpp"
 #include "plan/speed_model.hpp"
@@ -206,6 +207,20 @@ class SpeedModel : public QObject {
     QVERIFY(p.summary().rfind("unknown", 0) == 0);
     // A placement that never touches the unknown device is still predicted.
     QVERIFY(predict_decode_speed(s, DeviceMap({{"", Device::cpu()}}), machine("256GiB", 0)).known);
+  }
+
+  // A detected disk with no checkpoint to read is measured through a temporary file that leaves nothing.
+  void a_folder_probe_measures_the_disk_and_leaves_nothing() {
+    testkit::TempDir dir;
+    std::string why;
+    const auto gbs = measure_folder_read_gbs(dir.path(), &why, std::size_t{32} << 20);
+    QVERIFY2(gbs && *gbs > 0, why.c_str());
+    QVERIFY(std::filesystem::is_empty(dir.path()));
+    QCOMPARE(detected_disk_folder(detect_machine(dir.path())), std::filesystem::absolute(dir.path()));
+    QVERIFY(detected_disk_folder(machine("8GiB", 0)).empty());  // a described disk has no folder
+
+    QVERIFY(!measure_folder_read_gbs(dir / "missing", &why));
+    QVERIFY2(testkit::contains(why, "missing"), why.c_str());
   }
 };
 

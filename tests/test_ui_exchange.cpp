@@ -12,6 +12,7 @@
 
 #include <fstream>
 
+#include "plan/bandwidth.hpp"
 #include "session/session.hpp"
 #include "testkit.hpp"
 #include "ui/hf_cache.hpp"
@@ -260,6 +261,32 @@ class TestUiExchange : public QObject {
     QVERIFY(py.find("max_memory={0: \"10GiB\", \"cpu\": \"20GB\"}") != std::string::npos);
     QVERIFY(py.find("\"lm_head\": \"cpu\"") != std::string::npos);
     QVERIFY(py.find("offload_folder") == std::string::npos);
+  }
+
+  // A detected disk gets its read speed measured in the background, once: the next controller (the
+  // next start of the program) has it from the settings at once, and the prediction is never unknown.
+  void detectedDiskIsMeasuredOnceAndRemembered() {
+    testkit::TempDir dir;
+    const auto diskSpeed = [](const SessionController& c) { return c.session().machine().find(Device::disk())->bandwidth_gbs; };
+    Machine here = detect_machine(dir.path());
+    measure_bandwidths(here);  // RAM, as the program does; the disk has no file to read
+    QCOMPARE(here.find(Device::disk())->bandwidth_gbs, 0.0);
+    controller_->setMachine(here, QStringLiteral("this machine"));
+    controller_->pin({"model.layers.0"}, Device::disk());
+    QTRY_VERIFY_WITH_TIMEOUT(diskSpeed(*controller_) > 0, 30000);
+    QVERIFY(session().predicted_speed().known);
+    const QString note = controller_->diskNote();
+    QVERIFY2(note.contains(QStringLiteral("estimate")) && note.contains(QString::fromStdString(dir.path().string())),
+             qPrintable(note));
+    QVERIFY(std::filesystem::is_empty(dir.path()));  // the probe left nothing behind
+
+    SessionController next;
+    next.setMachine(detect_machine(dir.path()), QStringLiteral("this machine"));
+    QCOMPARE(diskSpeed(next), diskSpeed(*controller_));
+    // Undo the pin: the state recorded before the figure came has none, and takes it again.
+    controller_->undoStack()->undo();
+    QVERIFY(!controller_->session().is_pinned("model.layers.0"));
+    QCOMPARE(diskSpeed(*controller_), diskSpeed(next));
   }
 };
 

@@ -1,5 +1,7 @@
 #include "ui/plan_controls.hpp"
 
+#include <algorithm>
+
 #include <QCheckBox>
 #include <QComboBox>
 #include <QFormLayout>
@@ -189,6 +191,11 @@ QString PlanControls::summary() const {
                                                   : QString::number(speed.tokens_per_second_without_prefetch, 'g', 3));
   else if (!speed.missing.empty())
     text += QStringLiteral("<br>") + tr("Predicted decode: %1").arg(QString::fromStdString(speed.summary()).toHtmlEscaped());
+  // Where the disk plays a part, what its figure rests on.
+  const bool disk = std::any_of(speed.parts.begin(), speed.parts.end(), [](const SpeedPart& p) { return p.resource == "disk"; }) ||
+                    std::any_of(speed.missing.begin(), speed.missing.end(), [](const std::string& m) { return m == "bandwidth of disk"; });
+  if (const QString note = controller_->diskNote(); disk && !note.isEmpty())
+    text += QStringLiteral("<br><small>%1</small>").arg(note.toHtmlEscaped());
   return text;
 }
 

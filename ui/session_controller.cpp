@@ -1,5 +1,6 @@
 #include "ui/session_controller.hpp"
 
+#include <QLocale>
 #include <QPointer>
 #include <QThread>
 
@@ -38,7 +39,11 @@ std::vector<QPointer<QThread>>& workers() {
 
 }  // namespace
 
-SessionController::SessionController(QObject* parent) : QObject(parent) { undo_.setUndoLimit(500); }
+SessionController::SessionController(QObject* parent) : QObject(parent), disk_(new DiskSpeed(this)) {
+  undo_.setUndoLimit(500);
+  connect(disk_, &DiskSpeed::measured, this, [this] { announce(false); });
+  connect(disk_, &DiskSpeed::failed, this, [this] { announce(false); });
+}
 
 SessionController::~SessionController() {
   for (auto& t : workers())
@@ -53,6 +58,13 @@ void SessionController::setBudget(Device d, std::uint64_t bytes, int gesture) {
   session_.set_budget(d, bytes);
   commit(tr("Set %1 budget to %2").arg(deviceLabel(d), sizeText(static_cast<std::int64_t>(bytes))), std::move(before),
          EditCommand::kBudgetId, gesture, deviceCode(d));
+}
+
+void SessionController::setBudgets(const MaxMemory& budgets, const QString& what) {
+  if (session_.budgets().entries() == budgets.entries()) return;
+  auto before = session_.state();
+  session_.set_budgets(budgets);
+  commit(what, std::move(before));
 }
 
 void SessionController::pin(const std::vector<std::string>& names, Device d) {
@@ -120,8 +132,39 @@ void SessionController::restore(const Session::State& state) {
 }
 
 void SessionController::announce(bool machine) {
+  useDiskFigure();
   if (machine) Q_EMIT machineChanged();
   Q_EMIT planChanged();
+}
+
+void SessionController::useDiskFigure() {
+  const QString folder = QString::fromStdString(detected_disk_folder(session_.machine()).string());
+  const DeviceInfo* disk = session_.machine().find(Device::disk());
+  if (folder.isEmpty() || !disk || disk->bandwidth_gbs > 0) return;
+  if (const auto figure = disk_->known(folder)) {
+    // Not an edit: the machine as detected, with the figure it lacked (undo steps made before keep 0,
+    // and get it again here when they are restored).
+    Session::State state = session_.state();
+    for (auto& d : state.machine.devices)
+      if (d.device.is_disk()) d.bandwidth_gbs = figure->gbs;
+    session_.restore(std::move(state));
+    return;
+  }
+  disk_->ensure(folder);
+}
+
+QString SessionController::diskNote() const {
+  const QString folder = QString::fromStdString(detected_disk_folder(session_.machine()).string());
+  const DeviceInfo* disk = session_.machine().find(Device::disk());
+  if (folder.isEmpty() || !disk) return {};
+  if (disk_->measuring(folder)) return tr("Measuring the read speed of the disk at %1 …").arg(folder);
+  if (const auto figure = disk_->known(folder); figure && figure->gbs == disk->bandwidth_gbs)
+    return tr("Disk read speed %1 GB/s is an estimate: one 64 MiB read of %2 at %3, %4")
+        .arg(QString::number(figure->gbs, 'g', 3), figure->device, folder,
+             QLocale().toString(figure->measured.toLocalTime(), QLocale::ShortFormat));
+  if (const QString why = disk_->failure(folder); !why.isEmpty())
+    return tr("The disk's read speed could not be measured: %1").arg(why);
+  return {};
 }
 
 // --- model and plan file -------------------------------------------------------------------------
@@ -129,6 +172,7 @@ void SessionController::announce(bool machine) {
 void SessionController::openModelNow(const std::string& what) {
   session_.open_model(what);
   undo_.clear();
+  useDiskFigure();
   Q_EMIT modelChanged();
   Q_EMIT machineChanged();
   Q_EMIT planChanged();
@@ -148,6 +192,7 @@ void SessionController::openPlanFileNow(const std::string& path) {
     throw;
   }
   undo_.clear();
+  useDiskFigure();
   Q_EMIT modelChanged();
   Q_EMIT machineChanged();
   Q_EMIT planChanged();
@@ -180,6 +225,7 @@ void SessionController::openModel(const QString& what) {
     }
     session_.set_model(std::move(*result->model), ref);
     undo_.clear();
+    useDiskFigure();
     Q_EMIT modelChanged();
     Q_EMIT machineChanged();
     Q_EMIT planChanged();
@@ -226,6 +272,7 @@ void SessionController::openPlanFile(const QString& path) {
       return;
     }
     undo_.clear();
+    useDiskFigure();
     Q_EMIT modelChanged();
     Q_EMIT machineChanged();
     Q_EMIT planChanged();

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "session/session.hpp"
+#include "ui/disk_speed.hpp"
 
 namespace devicemap::ui {
 
@@ -27,6 +28,8 @@ class SessionController : public QObject {
   // --- edits; each is one undo step ---------------------------------------------------------------
   // Slider drags pass the same `gesture` for every step of one drag: they merge into one undo step.
   void setBudget(Device d, std::uint64_t bytes, int gesture = -1);
+  // All budgets at once (the What if view's points): one undo step named `what`.
+  void setBudgets(const MaxMemory& budgets, const QString& what);
   void pin(const std::vector<std::string>& names, Device d);
   void unpin(const std::vector<std::string>& names);
   void unpinAll();
@@ -48,6 +51,10 @@ class SessionController : public QObject {
   void openPlanFileNow(const std::string& path);
   void savePlanFile(const std::string& path) const;  // throws devicemap::Error
 
+  // What the prediction's disk figure rests on (measuring, measured when and where, or why it could not
+  // be): "" for a disk described by a profile.
+  QString diskNote() const;
+
   // Starts a new gesture id for merging slider steps.
   int newGesture() { return ++gesture_; }
 
@@ -65,9 +72,12 @@ class SessionController : public QObject {
   // Records an edit already made to the session (from `before`) as an undo step.
   void commit(const QString& text, Session::State before, int mergeId = -1, int gesture = -1, int device = 0);
   void announce(bool machine);
+  // A detected disk without a read speed takes the measured one, or has it measured (DiskSpeed).
+  void useDiskFigure();
 
   Session session_;
   QUndoStack undo_;
+  DiskSpeed* disk_;
   int gesture_ = 0;
   bool opening_ = false;
 };

@@ -2,10 +2,13 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
@@ -89,6 +92,79 @@ std::optional<double> measure_disk_read_gbs(const std::filesystem::path& file, s
   ::close(fd);
   if (done < (std::size_t{16} << 20) || s <= 0) return std::nullopt;
   return double(done) / s / 1e9;
+}
+
+namespace {
+
+// Reads the whole of `fd` in 4 MiB chunks after dropping its pages from the page cache, GB/s. For a
+// filesystem without O_DIRECT: the pages are clean after fdatasync, so the kernel drops them (tmpfs keeps
+// them, and there the page cache is the storage).
+std::optional<double> buffered_read_gbs(int fd, std::size_t bytes) {
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  std::vector<char> buffer(std::size_t{4} << 20);
+  std::size_t done = 0;
+  const auto t = Clock::now();
+  while (done < bytes) {
+    const ssize_t n = ::pread(fd, buffer.data(), buffer.size(), static_cast<off_t>(done));
+    if (n <= 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  const double s = seconds_since(t);
+  if (done < bytes || s <= 0) return std::nullopt;
+  return double(done) / s / 1e9;
+}
+
+}  // namespace
+
+std::optional<double> measure_folder_read_gbs(const std::filesystem::path& folder, std::string* why, std::size_t bytes) {
+  const auto fail = [&](std::string reason) -> std::optional<double> {
+    if (why) *why = std::move(reason);
+    return std::nullopt;
+  };
+  struct statvfs st {};
+  if (::statvfs(folder.c_str(), &st) != 0) return fail("cannot read " + folder.string() + ": " + std::strerror(errno));
+  if (double(st.f_bavail) * double(st.f_frsize) < 4.0 * double(bytes))
+    return fail("less than " + std::to_string(4 * (bytes >> 20)) + " MiB free on the disk of " + folder.string());
+  int fd = ::open(folder.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    // No O_TMPFILE here (overlayfs before Linux 6.6, some network filesystems): a named file, unlinked at once.
+    std::string name = (folder / ".devicemap-disk-probe-XXXXXX").string();
+    fd = ::mkostemp(name.data(), O_CLOEXEC);
+    if (fd < 0) return fail("cannot write a temporary file in " + folder.string() + ": " + std::strerror(errno));
+    ::unlink(name.c_str());
+  }
+  const struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  // Bytes that no filesystem compresses or deduplicates.
+  std::vector<std::uint64_t> chunk((std::size_t{4} << 20) / sizeof(std::uint64_t));
+  std::uint64_t x = 0x9E3779B97F4A7C15ull;
+  for (std::size_t done = 0; done < bytes; done += chunk.size() * sizeof(std::uint64_t)) {
+    for (auto& v : chunk) v = (x = x * 6364136223846793005ull + 1442695040888963407ull);
+    const auto* p = reinterpret_cast<const char*>(chunk.data());
+    std::size_t left = chunk.size() * sizeof(std::uint64_t);
+    while (left > 0) {
+      const ssize_t n = ::write(fd, p, left);
+      if (n <= 0) return fail("cannot write a temporary file in " + folder.string() + ": " + std::strerror(errno));
+      p += n;
+      left -= static_cast<std::size_t>(n);
+    }
+  }
+  if (::fdatasync(fd) != 0) return fail("cannot flush a temporary file in " + folder.string() + ": " + std::strerror(errno));
+  // A second descriptor with O_DIRECT through /proc: the page cache must not answer.
+  if (auto gbs = measure_disk_read_gbs("/proc/self/fd/" + std::to_string(fd), bytes)) return gbs;
+  if (auto gbs = buffered_read_gbs(fd, bytes)) return gbs;
+  return fail("cannot read back a temporary file in " + folder.string());
+}
+
+std::filesystem::path detected_disk_folder(const Machine& m) {
+  const DeviceInfo* disk = m.find(Device::disk());
+  if (!disk || disk->simulated) return {};
+  const std::string& n = disk->name;  // as detect_machine names it
+  constexpr std::string_view head = "disk (";
+  if (n.size() <= head.size() + 1 || n.compare(0, head.size(), head) != 0 || n.back() != ')') return {};
+  return n.substr(head.size(), n.size() - head.size() - 1);
 }
 
 void measure_bandwidths(Machine& m, const std::filesystem::path& sample_file) {

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <filesystem>
 #include <optional>
+#include <string>
 
 namespace devicemap {
 
@@ -16,6 +17,18 @@ double measure_memory_bandwidth_gbs(std::size_t bytes = std::size_t{128} << 20, 
 // the page cache does not answer, GB/s. nullopt where direct reads are not possible (tmpfs, a file
 // too small to tell).
 std::optional<double> measure_disk_read_gbs(const std::filesystem::path& file, std::size_t bytes = std::size_t{64} << 20);
+
+// Read bandwidth of the disk holding `folder`, where no checkpoint file is there to read: writes `bytes`
+// to a temporary file in `folder`, flushes it to the disk, and reads it back as measure_disk_read_gbs
+// does. The file has no name where the filesystem allows (O_TMPFILE), so nothing is left behind even if
+// the process is killed; elsewhere its name is removed right after it is created. Nothing is written
+// when the disk has less than four times `bytes` free. nullopt where the folder takes no file (read-only,
+// missing, full); `why` then says what stopped it.
+std::optional<double> measure_folder_read_gbs(const std::filesystem::path& folder, std::string* why = nullptr,
+                                              std::size_t bytes = std::size_t{64} << 20);
+
+// The folder a detected disk device stands for ("disk (/data)" → /data); empty for a described one.
+std::filesystem::path detected_disk_folder(const Machine& machine);
 
 // Fills what a detected machine does not know: RAM bandwidth, and the disk's from `sample_file` (a
 // checkpoint shard: offloaded weights are read from the checkpoint's own files). Profiles keep theirs.
