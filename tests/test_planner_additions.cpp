@@ -94,6 +94,22 @@ class PlannerAdditions : public QObject {
     QCOMPARE(usage(p, Device::cpu()).kv_cache, std::int64_t(32) * p.kv_per_layer);
     QVERIFY(p.fits());
   }
+  // A GPU too small for the first module leaves the whole model on the CPU: it runs there, so its KV
+  // cache is in RAM and no GPU needs an offload reserve (before, a 0-byte GPU was "over budget").
+  void a_plan_with_nothing_on_a_gpu_runs_on_the_cpu() {
+    const Skeleton s = open_model("catalog:llama-3.1-8b").skeleton;
+    PlanOptions o;
+    o.kv = {8192, 1};
+    for (const char* budgets : {"0=0,cpu=48GiB", "0=512MiB,cpu=48GiB"}) {
+      const Plan p = plan_device_map(s, MaxMemory::parse(budgets), o);
+      QVERIFY2(p.device_map.devices() == std::vector<Device>{Device::cpu()}, budgets);
+      const auto& gpu = usage(p, Device::gpu(0));
+      QCOMPARE(gpu.kv_cache, std::int64_t(0));
+      QCOMPARE(gpu.offload_reserve, std::int64_t(0));
+      QCOMPARE(usage(p, Device::cpu()).kv_cache, std::int64_t(32) * p.kv_per_layer);
+      QVERIFY2(p.fits(), budgets);
+    }
+  }
   void over_budget_devices_report_their_shortfall() {
     const Skeleton s = open_model("catalog:llama-3.1-8b").skeleton;
     PlanOptions o;

@@ -144,7 +144,7 @@ Plan plan_device_map(const Skeleton& s, const MaxMemory& max_memory, const PlanO
     plan.kv_per_layer = in.kv_per_layer;
   }
 
-  const auto result = detail::walk(in);
+  auto result = detail::walk(in);
   // No weight may be lost or counted twice: the walk places the model's total, each tied group once.
   std::int64_t placed = 0;
   for (const auto w : result.weights) placed += w;
@@ -162,6 +162,20 @@ Plan plan_device_map(const Skeleton& s, const MaxMemory& max_memory, const PlanO
     offloaded_to_disk = offloaded_to_disk || d.is_disk();
   }
   const bool has_gpu = !planned.gpus().empty();
+  // A map without a GPU entry runs on the CPU (transformers loads it there, with no hooks), however many
+  // GPUs have a budget: its KV cache lives in CPU RAM and no GPU needs room to bring layers in. The walk
+  // charged the KV of offloaded layers to the main GPU before it knew that.
+  const bool runs_on_gpu =
+      std::any_of(result.assignments.begin(), result.assignments.end(), [](const auto& a) { return a.second.is_gpu(); });
+  if (has_gpu && !runs_on_gpu) {
+    const auto cpu = std::find_if(in.devices.begin(), in.devices.end(), [](const auto& d) { return d.first.is_cpu(); });
+    if (cpu != in.devices.end())
+      for (std::size_t i = 0; i < in.devices.size(); ++i)
+        if (in.devices[i].first.is_gpu()) {
+          result.kv[static_cast<std::size_t>(cpu - in.devices.begin())] += result.kv[i];
+          result.kv[i] = 0;
+        }
+  }
   std::optional<ModuleSizes> real;
   if (opt.quantization) {
     real = real_quantized_sizes(s, *opt.quantization, opt.dtype);
@@ -175,8 +189,8 @@ Plan plan_device_map(const Skeleton& s, const MaxMemory& max_memory, const PlanO
     u.weights = result.weights[i];
     u.kv_cache = result.kv[i];
     // The reserve for bringing an offloaded layer in only matters when something is offloaded.
-    const bool needs_reserve = (u.device.is_gpu() && offloaded_to_cpu_or_disk) ||
-                               (u.device.is_cpu() && (has_gpu ? offloaded_to_cpu_or_disk : offloaded_to_disk));
+    const bool needs_reserve = (u.device.is_gpu() && runs_on_gpu && offloaded_to_cpu_or_disk) ||
+                               (u.device.is_cpu() && (runs_on_gpu ? offloaded_to_cpu_or_disk : offloaded_to_disk));
     if (needs_reserve) u.offload_reserve = result.reserve[i];
     for (const auto& [name, d] : result.assignments)
       if (d == u.device) u.modules.push_back(name);
