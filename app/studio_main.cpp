@@ -3,6 +3,8 @@
 #include <QCommandLineParser>
 #include <QIcon>
 
+#include <cstdio>
+
 #include "devicemap_version.hpp"
 #include "ui/main_window.hpp"
 
@@ -26,11 +28,23 @@ int main(int argc, char** argv) {
   const QCommandLineOption run(QStringLiteral("run"),
                                QStringLiteral("Load the model on this machine and generate from PROMPT"), QStringLiteral("PROMPT"));
   args.addOption(run);
+  const QCommandLineOption what_if(QStringLiteral("what-if"),
+                                   QStringLiteral("Show the What if plot against AXIS: budget, context or gpus"), QStringLiteral("AXIS"));
+  args.addOption(what_if);
   args.process(app);
+  const QString axis = args.value(what_if);
+  if (args.isSet(what_if) && axis != QLatin1String("budget") && axis != QLatin1String("context") && axis != QLatin1String("gpus")) {
+    std::fprintf(stderr, "devicemap-studio: --what-if takes budget, context or gpus, not \"%s\"\n", qPrintable(axis));
+    return 2;
+  }
 
   devicemap::ui::MainWindow window;
   window.show();
   window.startup(args.positionalArguments().value(0));
   if (args.isSet(run)) window.runPrompt(args.value(run));
+  if (args.isSet(what_if))
+    window.showWhatIf(axis == QLatin1String("budget")    ? devicemap::WhatIfAxis::GpuBudget
+                      : axis == QLatin1String("context") ? devicemap::WhatIfAxis::Context
+                                                         : devicemap::WhatIfAxis::GpuCount);
   return QApplication::exec();
 }

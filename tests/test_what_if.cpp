@@ -128,6 +128,42 @@ class WhatIfTest : public QObject {
     QCOMPARE(curve.back().bottleneck, p.bottleneck);
     QCOMPARE(curve.back().fits, plan.fits());
   }
+
+  // Choosing a point gives the budgets its curve planned with, and the inputs then sit at that point:
+  // a GPU the count leaves out gets 0, which plans as a GPU without a budget (as Accelerate's balancing
+  // counts only GPUs above 0), and the budget axis then leaves it out.
+  void choosingAPointPlansAsItsCurve() {
+    const auto model = open_model("catalog:llama-3.1-70b");
+    const Machine m = profile("2x24gb");
+    PlanOptions o;
+    o.dtype = DType::BF16;
+    const MaxMemory budgets = default_max_memory(m);
+    const auto count = what_if_curve(model.skeleton, m, budgets, o, {o.dtype}, WhatIfAxis::GpuCount);
+    QCOMPARE(count.size(), std::size_t(3));
+    QCOMPARE(what_if_position(WhatIfAxis::GpuCount, m, budgets, o), 2.0);
+    const MaxMemory one = with_gpu_count(m, budgets, 1);
+    QCOMPARE(one.get(Device::gpu(1)), std::optional<std::uint64_t>(0));
+    QCOMPARE(one.get(Device::gpu(0)), budgets.get(Device::gpu(0)));
+    QCOMPARE(what_if_position(WhatIfAxis::GpuCount, m, one, o), 1.0);
+    MaxMemory erased = budgets;
+    erased.erase(Device::gpu(1));
+    QVERIFY(plan_device_map(model.skeleton, one, o).device_map == plan_device_map(model.skeleton, erased, o).device_map);
+    const Plan chosen = plan_device_map(model.skeleton, one, o);
+    QCOMPARE(predict_decode_speed(model.skeleton, chosen.device_map, m, {o.dtype}).tokens_per_second, count[1].tokens_per_second);
+    // The count curve from the chosen budgets is the same curve: GPU 1 comes back with its default.
+    const auto again = what_if_curve(model.skeleton, m, one, o, {o.dtype}, WhatIfAxis::GpuCount);
+    for (std::size_t n = 0; n < count.size(); ++n) QCOMPARE(again[n].tokens_per_second, count[n].tokens_per_second);
+
+    // The budget axis now varies GPU 0 alone; choosing 10 GiB sets it and leaves GPU 1 at 0.
+    const MaxMemory ten = with_gpu_budget(m, one, 10ull << 30);
+    QCOMPARE(ten.get(Device::gpu(0)), std::optional<std::uint64_t>(10ull << 30));
+    QCOMPARE(ten.get(Device::gpu(1)), std::optional<std::uint64_t>(0));
+    QCOMPARE(what_if_position(WhatIfAxis::GpuBudget, m, ten, o), static_cast<double>(10ull << 30));
+    // A budget never passes the card.
+    QCOMPARE(with_gpu_budget(m, budgets, 1ull << 40).get(Device::gpu(1)), std::optional<std::uint64_t>(m.find(Device::gpu(1))->total));
+    o.kv.context = 4096;
+    QCOMPARE(what_if_position(WhatIfAxis::Context, m, budgets, o), 4096.0);
+  }
 };
 
 QTEST_MAIN(WhatIfTest)

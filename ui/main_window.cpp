@@ -39,6 +39,7 @@
 #include "ui/run_panel.hpp"
 #include "ui/session_controller.hpp"
 #include "ui/theme.hpp"
+#include "ui/what_if_view.hpp"
 
 namespace devicemap::ui {
 namespace {
@@ -176,6 +177,16 @@ void MainWindow::buildDocks() {
   run_dock->setWidget(run_);
   addDockWidget(Qt::BottomDockWidgetArea, run_dock);
   tabifyDockWidget(layers_dock, run_dock);
+
+  what_if_ = new WhatIfView(controller_, this);
+  auto* what_if_dock = new QDockWidget(tr("What if"), this);
+  what_if_dock->setObjectName(QStringLiteral("whatIf"));
+  what_if_dock->setWidget(what_if_);
+  addDockWidget(Qt::BottomDockWidgetArea, what_if_dock);
+  tabifyDockWidget(run_dock, what_if_dock);
+  connect(what_if_dock, &QDockWidget::visibilityChanged, what_if_, [this](bool shown) {
+    if (shown) what_if_->refresh();
+  });
   layers_dock->raise();
   resizeDocks({devices_dock}, {360}, Qt::Horizontal);
   resizeDocks({devices_dock, plan_dock}, {520, 260}, Qt::Vertical);
@@ -350,6 +361,12 @@ void MainWindow::runPrompt(const QString& prompt) {
   run_->parentWidget()->show();  // its dock
   run_->parentWidget()->raise();
   run_->runPrompt(prompt);
+}
+
+void MainWindow::showWhatIf(WhatIfAxis axis) {
+  what_if_->parentWidget()->show();  // its dock
+  what_if_->parentWidget()->raise();
+  what_if_->setAxis(axis);
 }
 
 void MainWindow::startup(const QString& model) {

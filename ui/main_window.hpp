@@ -1,11 +1,13 @@
 #pragma once
 // The desktop program's window: devices and plan options on the left, the placement picture in the
-// middle, the layer table beside it, the run panel below; menus for opening models and plans, import
+// middle, the layer table, the run panel and the What if plots below; menus for opening models and plans, import
 // and export of device_map.json, undo, hardware simulation and the view.
 #include <QMainWindow>
 #include <QString>
 
 #include <string>
+
+#include "plan/what_if.hpp"
 
 class QActionGroup;
 class QItemSelectionModel;
@@ -21,6 +23,7 @@ class LayerTableModel;
 class PlacementView;
 class PlanControls;
 class RunPanel;
+class WhatIfView;
 class SessionController;
 
 class MainWindow : public QMainWindow {
@@ -44,6 +47,9 @@ class MainWindow : public QMainWindow {
   QItemSelectionModel* selectionModel() const { return selection_; }
   DevicePanel* devicePanel() const { return devices_; }
   PlanControls* planControls() const { return controls_; }
+  WhatIfView* whatIfView() const { return what_if_; }
+  // Brings the What if view to the front, plotting against `axis`.
+  void showWhatIf(WhatIfAxis axis);
 
   // File operations without dialogs (the menus call these). Each returns "" or what went wrong.
   QString exportDeviceMap(const QString& path);
@@ -90,6 +96,7 @@ class MainWindow : public QMainWindow {
   DevicePanel* devices_ = nullptr;
   PlanControls* controls_ = nullptr;
   RunPanel* run_ = nullptr;
+  WhatIfView* what_if_ = nullptr;
   QLabel* fits_ = nullptr;
   QLabel* hardware_ = nullptr;
   QProgressBar* busy_ = nullptr;

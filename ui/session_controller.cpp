@@ -60,6 +60,13 @@ void SessionController::setBudget(Device d, std::uint64_t bytes, int gesture) {
          EditCommand::kBudgetId, gesture, deviceCode(d));
 }
 
+void SessionController::setBudgets(const MaxMemory& budgets, const QString& what) {
+  if (session_.budgets().entries() == budgets.entries()) return;
+  auto before = session_.state();
+  session_.set_budgets(budgets);
+  commit(what, std::move(before));
+}
+
 void SessionController::pin(const std::vector<std::string>& names, Device d) {
   if (names.empty()) return;
   auto before = session_.state();

@@ -28,6 +28,7 @@ class SessionController : public QObject {
   // --- edits; each is one undo step ---------------------------------------------------------------
   // Slider drags pass the same `gesture` for every step of one drag: they merge into one undo step.
   void setBudget(Device d, std::uint64_t bytes, int gesture = -1);
+  void setBudgets(const MaxMemory& budgets, const QString& what);  // all at once (the What if view)
   void pin(const std::vector<std::string>& names, Device d);
   void unpin(const std::vector<std::string>& names);
   void unpinAll();

@@ -11,9 +11,13 @@
 namespace devicemap {
 
 enum class WhatIfAxis {
-  GpuBudget,  // x: each GPU's budget in bytes, from 0 to the largest card (a card's budget stops at its size)
+  // x: each GPU's budget in bytes, from 0 to the largest card (a card's budget stops at its size). The
+  // GPUs varied are those with a budget above 0; the others keep theirs.
+  GpuBudget,
   Context,    // x: tokens of context the KV reserve holds, from 0 to the model's max_position_embeddings
-  GpuCount,   // x: how many of the machine's GPUs the plan may use, from 0 to all of them
+  // x: how many of the machine's GPUs the plan may use, from 0 to all of them: the first n keep their
+  // budgets (one at 0 or without takes Accelerate's default), the rest get 0.
+  GpuCount,
 };
 
 struct WhatIfPoint {
@@ -32,6 +36,13 @@ struct WhatIfPoint {
 // `points` evenly spaced values of the axis (GpuCount: one per GPU count; Context: doubling from 128
 // tokens, with 0 first). `speed` carries the dtype, flavour and offload folder of the prediction; its KV
 // bytes are each plan's own.
+// The budgets a point of the GpuBudget and GpuCount axes plans with: what choosing that point sets.
+MaxMemory with_gpu_budget(const Machine& machine, const MaxMemory& budgets, std::uint64_t bytes);
+MaxMemory with_gpu_count(const Machine& machine, const MaxMemory& budgets, std::size_t n);
+// Where the inputs as given lie on `axis` (the current plan's point): the largest varied GPU budget, the
+// KV reserve's context, the number of GPUs with a budget above 0.
+double what_if_position(WhatIfAxis axis, const Machine& machine, const MaxMemory& budgets, const PlanOptions& options);
+
 std::vector<WhatIfPoint> what_if_curve(const Skeleton& skeleton, const Machine& machine, const MaxMemory& budgets,
                                        const PlanOptions& options, const SpeedInputs& speed, WhatIfAxis axis,
                                        int points = 17);

@@ -41,3 +41,5 @@ shoot demo "$(cd "$here/../demo" && pwd)"
 shoot demo-run "$(cd "$here/../demo" && pwd)" light --run "Once upon a time"
 shoot llama-405b-8x80gb "$here/llama-405b-8x80gb.plan.json"
 shoot llama-70b-2x24gb "$here/llama-70b-2x24gb.plan.json" dark
+# The What if plot: Llama 3.1 8B with 12 GiB of a 24 GB card, against the budget.
+shoot what-if "$here/llama-8b-1x24gb.plan.json" light --what-if budget
