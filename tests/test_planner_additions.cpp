@@ -110,6 +110,25 @@ class PlannerAdditions : public QObject {
       QVERIFY2(p.fits(), budgets);
     }
   }
+  // Pinned layers have their KV cache where they run, as placed ones: a map checked as pins (every key
+  // pinned) reserves the same KV as the plan that made it.
+  void pinned_layers_carry_their_kv_cache() {
+    const Skeleton s = open_model("catalog:llama-3.1-8b").skeleton;
+    PlanOptions o;
+    o.kv = {8192, 1};
+    const auto mm = MaxMemory::parse("0=10GiB,cpu=64GiB");
+    const Plan plan = plan_device_map(s, mm, o);
+    PlanOptions pinned = o;
+    for (const auto& [name, device] : plan.device_map.entries()) pinned.pins.push_back({name, device});
+    const Plan again = plan_device_map(s, mm, pinned);
+    QVERIFY(again.device_map == plan.device_map);
+    for (const Device d : {Device::gpu(0), Device::cpu()}) QCOMPARE(usage(again, d).kv_cache, usage(plan, d).kv_cache);
+    QCOMPARE(usage(again, Device::gpu(0)).kv_cache, std::int64_t(32) * plan.kv_per_layer);  // every layer runs there
+    // One layer pinned to the CPU still runs on GPU 0; a pinned piece of a layer charges its layer once.
+    PlanOptions pieces = o;
+    pieces.pins = {{"model.layers.31.self_attn", Device::cpu()}, {"model.layers.31.mlp", Device::cpu()}};
+    QCOMPARE(usage(plan_device_map(s, mm, pieces), Device::gpu(0)).kv_cache, std::int64_t(32) * plan.kv_per_layer);
+  }
   void over_budget_devices_report_their_shortfall() {
     const Skeleton s = open_model("catalog:llama-3.1-8b").skeleton;
     PlanOptions o;

@@ -40,19 +40,19 @@ class Walker {
     if (has_gpu) exec_gpu_ = main_.front();
     for (std::size_t i = 0; i < n; ++i)
       if (in_.devices[i].first.is_cpu()) cpu_ = i;
-    setup_pins();
-    for (const auto& g : s_.tie_groups()) {
-      const bool pinned = std::any_of(g.begin(), g.end(), [&](const std::string& t) {
-        return pinned_tensor_[static_cast<std::size_t>(s_.find_tensor(t))];
-      });
-      if (!pinned) ties_.push_back(g);
-    }
     charged_.assign(s_.modules.size(), 0);
     layers_below_.assign(s_.modules.size(), 0);
     for (std::size_t m = s_.modules.size(); m-- > 0;) {  // children come after their parents
       const auto& sm = s_.modules[m];
       if (sm.is_layer) layers_below_[m] += 1;
       if (sm.parent >= 0) layers_below_[static_cast<std::size_t>(sm.parent)] += layers_below_[m];
+    }
+    setup_pins();
+    for (const auto& g : s_.tie_groups()) {
+      const bool pinned = std::any_of(g.begin(), g.end(), [&](const std::string& t) {
+        return pinned_tensor_[static_cast<std::size_t>(s_.find_tensor(t))];
+      });
+      if (!pinned) ties_.push_back(g);
     }
   }
 
@@ -89,6 +89,8 @@ class Walker {
                               const std::deque<Item>& items, std::vector<Item>* tied_modules) const;
   std::optional<Item> fallback_allocate(std::int64_t limit);
   void setup_pins();
+  // Charges the KV cache of the layers `it` holds (or of its layer, once) where they run.
+  void charge_kv(Item it, std::size_t dev);
   std::int64_t kv_for(Item it, std::size_t dev, std::optional<int>* layer, std::int64_t* layers) const;
 
   const WalkInput& in_;
@@ -119,7 +121,9 @@ void Walker::setup_pins() {
     const auto di = static_cast<std::size_t>(dev - in_.devices.begin());
     int parent = -1;
     std::int64_t bytes = 0;
+    Item item{};
     if (int m = s_.find_module(pin.name); m >= 0) {
+      item = {m, false};
       if (m == 0) throw Error("pin: the whole model (\"\") cannot be pinned; pin its modules");
       pinned_module_[static_cast<std::size_t>(m)] = 1;
       std::vector<int> stack{m};
@@ -136,6 +140,7 @@ void Walker::setup_pins() {
       bytes = msize_[static_cast<std::size_t>(m)];
       parent = s_.modules[static_cast<std::size_t>(m)].parent;
     } else if (int t = s_.find_tensor(pin.name); t >= 0) {
+      item = {t, true};
       pinned_tensor_[static_cast<std::size_t>(t)] = 1;
       bytes = sz_.tensor[static_cast<std::size_t>(t)];
       parent = s_.tensors[static_cast<std::size_t>(t)].module;
@@ -149,6 +154,22 @@ void Walker::setup_pins() {
     out_.assignments.emplace_back(pin.name, pin.device);
     out_.weights[di] += bytes;
     out_.used[di] += bytes;
+    charge_kv(item, di);  // a pinned layer has its KV cache where it runs, as a placed one
+  }
+}
+
+void Walker::charge_kv(Item it, std::size_t dev) {
+  std::optional<int> layer;
+  std::int64_t layers = 0;
+  const std::int64_t here = kv_for(it, dev, &layer, &layers);
+  if (layer) charged_[static_cast<std::size_t>(*layer)] = 1;
+  if (here > 0) {
+    out_.kv[dev] += here;
+    out_.used[dev] += here;
+  } else if (layers > 0) {
+    const std::size_t runs_on = exec_gpu_ ? *exec_gpu_ : cpu_.value_or(dev);
+    out_.kv[runs_on] += layers * in_.kv_per_layer;
+    out_.used[runs_on] += layers * in_.kv_per_layer;
   }
 }
 
