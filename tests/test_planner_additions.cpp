@@ -16,6 +16,7 @@ const DeviceUsage& usage(const Plan& p, Device d) {
     if (u.device == d) return u;
   throw std::runtime_error("no device " + d.name());
 }
+std::int64_t config_layers(const Skeleton& s) { return s.config["num_hidden_layers"].get<std::int64_t>(); }
 }  // namespace
 
 class PlannerAdditions : public QObject {
@@ -128,6 +129,29 @@ class PlannerAdditions : public QObject {
     PlanOptions pieces = o;
     pieces.pins = {{"model.layers.31.self_attn", Device::cpu()}, {"model.layers.31.mlp", Device::cpu()}};
     QCOMPARE(usage(plan_device_map(s, mm, pieces), Device::gpu(0)).kv_cache, std::int64_t(32) * plan.kv_per_layer);
+  }
+  // Offloaded layers run on the main GPU, so their KV cache lands there after the walk has left it: the
+  // planner leaves room for it, and a plan with a KV reserve never overfills a GPU by it.
+  void a_kv_reserve_never_overfills_the_main_gpu() {
+    for (const char* id : {"catalog:llama-3.1-8b", "catalog:llama-3.1-70b"}) {
+      const Skeleton s = open_model(id).skeleton;
+      // From 4 GiB a card holds the KV of every layer (at most 2.5 GiB here) beside the largest layer.
+      for (const std::uint64_t context : {4096, 8192})
+        for (int tenth_gib = 40; tenth_gib <= 240; tenth_gib += 15) {
+          PlanOptions o;
+          o.dtype = DType::BF16;
+          o.kv = {context, 1};
+          const std::string budgets = "0=" + std::to_string(tenth_gib * 1024 / 10) + "MiB,1=" +
+                                      std::to_string(tenth_gib * 1024 / 10) + "MiB,cpu=200GiB";
+          const Plan p = plan_device_map(s, MaxMemory::parse(budgets), o);
+          const std::string what = std::string(id) + " " + budgets + " context " + std::to_string(context);
+          QVERIFY2(p.fits(), what.c_str());
+          // The KV of every layer is somewhere: its own GPU, or the main GPU for an offloaded one.
+          std::int64_t kv = 0;
+          for (const auto& u : p.devices) kv += u.kv_cache;
+          QCOMPARE(kv, p.kv_per_layer * config_layers(s));
+        }
+    }
   }
   void over_budget_devices_report_their_shortfall() {
     const Skeleton s = open_model("catalog:llama-3.1-8b").skeleton;

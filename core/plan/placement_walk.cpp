@@ -27,6 +27,7 @@ class Walker {
     out_.reserve.assign(n, 0);
     out_.used.assign(n, 0);
     out_.buffers.assign(n, 0);
+    out_.kv_late.assign(n, 0);
     no_split_.insert(in_.no_split.begin(), in_.no_split.end());
     bool has_gpu = false;
     for (std::size_t i = 0; i < n; ++i) {
@@ -91,6 +92,8 @@ class Walker {
   void setup_pins();
   // Charges the KV cache of the layers `it` holds (or of its layer, once) where they run.
   void charge_kv(Item it, std::size_t dev);
+  // Where a layer offloaded while the walk is at device `current` runs, and so holds its KV cache.
+  std::size_t runs_offloaded_on(std::size_t current) const;
   std::int64_t kv_for(Item it, std::size_t dev, std::optional<int>* layer, std::int64_t* layers) const;
 
   const WalkInput& in_;
@@ -156,6 +159,14 @@ void Walker::setup_pins() {
     out_.used[di] += bytes;
     charge_kv(item, di);  // a pinned layer has its KV cache where it runs, as a placed one
   }
+}
+
+std::size_t Walker::runs_offloaded_on(std::size_t current) const {
+  // Accelerate dispatches offloaded modules to the first GPU of the map (the walk has passed the GPUs by
+  // the time it offloads); with none, the model runs on the CPU.
+  for (std::size_t i = 0; i < in_.devices.size(); ++i)
+    if (in_.devices[i].first.is_gpu() && out_.weights[i] > 0) return i;
+  return cpu_.value_or(current);
 }
 
 void Walker::charge_kv(Item it, std::size_t dev) {
@@ -355,9 +366,10 @@ WalkResult Walker::run() {
       if (kv_here > 0) {
         out_.kv[current] += kv_here;
       } else if (kv_layers > 0) {
-        const std::size_t runs_on = exec_gpu_ ? *exec_gpu_ : cpu_.value_or(current);
+        const std::size_t runs_on = runs_offloaded_on(current);
         out_.kv[runs_on] += kv_layers * in_.kv_per_layer;
         out_.used[runs_on] += kv_layers * in_.kv_per_layer;
+        if (runs_on < current) out_.kv_late[runs_on] += kv_layers * in_.kv_per_layer;
       }
       if (!in_.offload_buffers && !item.tensor) out_.buffers[current] += sz_.module_buffers[static_cast<std::size_t>(item.id)];
       continue;

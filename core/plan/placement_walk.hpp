@@ -35,6 +35,8 @@ struct WalkResult {
   std::vector<std::int64_t> weights, kv, reserve;           // per device of WalkInput::devices
   std::vector<std::int64_t> used;                           // Accelerate's device_memory_used
   std::vector<std::int64_t> buffers;                        // buffers of modules placed per device
+  // KV cache charged to a device after the walk had left it: offloaded layers run on the main GPU.
+  std::vector<std::int64_t> kv_late;
   std::vector<std::pair<Device, std::int64_t>> minimum_assignment;
 };
 

@@ -145,6 +145,25 @@ Plan plan_device_map(const Skeleton& s, const MaxMemory& max_memory, const PlanO
   }
 
   auto result = detail::walk(in);
+  // The walk charges the KV cache of the layers it offloads to the main GPU after it has left that GPU,
+  // which can overfill it. Walk again leaving that KV out of the GPU's budget until the plan holds: each
+  // pass only moves layers off (adding a little late KV), so a few passes settle it. Only with a KV
+  // reserve, which Accelerate lacks: its own maps are untouched.
+  const auto walked_budgets = in.devices;
+  for (int pass = 0; pass < 8 && in.kv_per_layer > 0; ++pass) {
+    bool again = false;
+    for (std::size_t i = 0; i < in.devices.size(); ++i) {
+      const auto& budget = walked_budgets[i].second;
+      if (!budget || result.kv_late[i] == 0 || result.used[i] <= *budget) continue;
+      const std::int64_t shrunk = std::max<std::int64_t>(*budget - result.kv_late[i], 0);
+      if (shrunk < *in.devices[i].second) {  // not yet tried: an overflow of pins stays as it is
+        in.devices[i].second = shrunk;
+        again = true;
+      }
+    }
+    if (!again) break;
+    result = detail::walk(in);
+  }
   // No weight may be lost or counted twice: the walk places the model's total, each tied group once.
   std::int64_t placed = 0;
   for (const auto w : result.weights) placed += w;
@@ -185,7 +204,7 @@ Plan plan_device_map(const Skeleton& s, const MaxMemory& max_memory, const PlanO
     DeviceUsage u;
     u.device = in.devices[i].first;
     if (auto b = max_memory.get(u.device); b && !u.device.is_disk()) u.budget = static_cast<std::int64_t>(*b);
-    u.planned = in.devices[i].second;
+    u.planned = walked_budgets[i].second;
     u.weights = result.weights[i];
     u.kv_cache = result.kv[i];
     // The reserve for bringing an offloaded layer in only matters when something is offloaded.
