@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/plan_cluster.hpp"
 #include "cli/plan_flags.hpp"
 #include "error.hpp"
 #include "model/architecture.hpp"
@@ -90,7 +91,7 @@ void print_table(std::ostream& os, const ModelSource& model, const PlanningReque
 
 int plan_command(Invocation& inv) {
   auto options = planning_options();
-  options.insert({"o", "output", "format"});
+  options.insert({"o", "output", "format", "cluster"});
   auto flags = planning_flags();
   flags.insert({"help", "force"});
   std::vector<std::string> argv;
@@ -99,6 +100,8 @@ int plan_command(Invocation& inv) {
   if (args.flag("help")) {
     inv.out << kUsage << kPlanningHelp
             << "  -o, --output FILE                        write device_map.json (atomically; --force to replace)\n"
+            << "  --cluster FILE|NAME                      split across hosts (hosts' profiles, link): stages balanced by\n"
+            << "                                           predicted time, one device map per host (-o DIR) and a vLLM launch\n"
             << "  --format table|json                      json prints exactly the device_map.json content\n";
     return 0;
   }
@@ -107,6 +110,7 @@ int plan_command(Invocation& inv) {
   if (format != "table" && format != "json") throw Error("--format: '" + format + "' is not table or json");
 
   const ModelSource model = open_model(args.positionals()[0]);
+  if (args.get("cluster")) return plan_cluster(inv, args, args.positionals()[0], model);
   PlanningRequest req = read_planning_flags(args, model.skeleton);
   if (format == "table" && !req.machine.simulated) measure_bandwidths(req.machine, largest_weight_file(model.checkpoint));
   const Plan plan = plan_device_map(model.skeleton, req.max_memory, req.options);
