@@ -60,6 +60,28 @@ class TestUiExchange : public QObject {
     delete controller_;
   }
 
+  // File > Export for a Cluster: each host's map and the vLLM launch, never over files unless asked.
+  void exportForAClusterWritesEachHostsMap() {
+    testkit::TempDir dir;
+    const QString cluster = QString::fromStdString((testkit::resources_dir() / "clusters" / "2x8x80gb.json").string());
+    const QString folder = QString::fromStdString((dir / "cluster").string());
+    QString summary;
+    QCOMPARE(window_->exportForCluster(cluster, folder, false, &summary), QString());
+    QVERIFY2(summary.contains(QStringLiteral("node0: layers 0–")) && summary.contains(QStringLiteral("VLLM_PP_LAYER_PARTITION=")),
+             qPrintable(summary));
+    std::size_t layers = 0;
+    for (const char* host : {"node0", "node1"}) {
+      const DeviceMap map = DeviceMap::load(dir / "cluster" / (std::string(host) + ".device_map.json"));
+      QVERIFY(validate(map, session().model().skeleton).unknown_keys.empty());
+      for (const auto& [key, device] : map.entries()) layers += key.starts_with("model.layers.");
+    }
+    QCOMPARE(layers, std::size_t(5));  // the demo's five layers, each on one host
+    QVERIFY(std::filesystem::exists(dir / "cluster" / "vllm-launch.sh"));
+    QVERIFY(window_->exportForCluster(cluster, folder, false).contains(QStringLiteral("exists")));
+    QCOMPARE(window_->exportForCluster(cluster, folder, true), QString());
+    QVERIFY(window_->exportForCluster(folder, folder, false).contains(folder));  // a folder is no cluster profile
+  }
+
   void importValidMapThenUndo() {
     testkit::TempDir dir;
     const std::string before = session().plan().device_map.to_json().dump();

@@ -25,6 +25,10 @@
 #include "error.hpp"
 #include "format/resources.hpp"
 #include "plan/bandwidth.hpp"
+#include "plan/cluster.hpp"
+#include "plan/cluster_export.hpp"
+#include "plan/stage_plan.hpp"
+#include "plan/vllm_launch.hpp"
 #include "plan/units.hpp"
 #include "ui/about_text.hpp"
 #include "ui/device_delegate.hpp"
@@ -54,6 +58,31 @@ QAction* menuAction(QMenu* menu, const QString& text, const QKeySequence& keys, 
   a->setStatusTip(tip);
   a->setToolTip(tip);
   return a;
+}
+
+// What an export for a cluster made: each host's stage and the launch, for a message box.
+QString clusterSummary(const StagePlan& plan, const VllmLaunch& launch, bool dropped_pins) {
+  QStringList lines;
+  for (const auto& st : plan.stages)
+    lines << QObject::tr("%1: layers %2–%3, %4, %5 per token%6")
+                 .arg(QString::fromStdString(st.host))
+                 .arg(st.cut.first_layer)
+                 .arg(st.cut.end_layer - 1)
+                 .arg(sizeText(st.bytes))
+                 .arg(st.seconds > 0 ? QStringLiteral("%1 ms").arg(st.seconds * 1e3, 0, 'f', 1) : QObject::tr("unknown"))
+                 .arg(st.plan.fits() ? QString() : QObject::tr(" (does not fit)"));
+  if (plan.tokens_per_second > 0)
+    lines << QString() << QObject::tr("Predicted decode: %1 tok/s at batch 1, %2 tok/s with %3 sequences in flight")
+                              .arg(plan.tokens_per_second, 0, 'g', 3)
+                              .arg(plan.pipelined_tokens_per_second, 0, 'g', 3)
+                              .arg(plan.stages.size());
+  lines << QString() << QObject::tr("vLLM: VLLM_PP_LAYER_PARTITION=%1, --pipeline-parallel-size %2 --tensor-parallel-size %3 (vllm-launch.sh)")
+                            .arg(QString::fromStdString(launch.layer_partition))
+                            .arg(launch.pipeline_parallel)
+                            .arg(launch.tensor_parallel);
+  if (dropped_pins) lines << QObject::tr("Pins do not apply across hosts: each host's map was planned without them.");
+  for (const auto& n : plan.notes) lines << QString::fromStdString(n);
+  return lines.join(QLatin1Char('\n'));
 }
 
 }  // namespace
@@ -219,6 +248,9 @@ void MainWindow::buildActions() {
   connect(menuAction(file, tr("&Export device_map.json…"), QKeySequence(tr("Ctrl+E")),
                     tr("Write the map as transformers and accelerate load it")),
           &QAction::triggered, this, &MainWindow::exportDialog);
+  connect(menuAction(file, tr("Export for a &Cluster…"), QKeySequence(),
+                    tr("Split the model across the hosts of a cluster profile: one device map per host and a vLLM launch")),
+          &QAction::triggered, this, &MainWindow::exportClusterDialog);
   file->addSeparator();
   connect(menuAction(file, tr("&Quit"), QKeySequence::Quit, tr("Quit")), &QAction::triggered, this, &QWidget::close);
 
@@ -458,6 +490,24 @@ QString MainWindow::exportDeviceMap(const QString& path) {
   return {};
 }
 
+QString MainWindow::exportForCluster(const QString& clusterFile, const QString& folder, bool replace, QString* summary) {
+  const Session& s = controller_->session();
+  if (!s.has_model()) return tr("There is no model to split");
+  try {
+    const Cluster cluster = load_cluster(clusterFile.toStdString());
+    PlanOptions o = s.options();
+    const bool had_pins = !o.pins.empty();
+    o.pins.clear();  // each host's map is planned within its stage
+    const StagePlan plan = plan_stages(s.model().skeleton, cluster, o, {o.dtype, o.flavor, 0, false, o.quantization});
+    const VllmLaunch launch = vllm_launch(plan, cluster, vllm_model_name(s.model_ref()), o);
+    export_cluster_plan(folder.toStdString(), s.model().skeleton, plan, launch, replace);
+    if (summary) *summary = clusterSummary(plan, launch, had_pins);
+  } catch (const Error& e) {
+    return QString::fromUtf8(e.what());
+  }
+  return {};
+}
+
 QString MainWindow::importDeviceMap(const QString& path) {
   try {
     controller_->importMap(DeviceMap::load(path.toStdString()));
@@ -529,6 +579,24 @@ void MainWindow::exportDialog() {
     QMessageBox::warning(this, tr("Cannot export"), error);
   else
     statusBar()->showMessage(tr("Wrote %1").arg(path), 4000);
+}
+
+void MainWindow::exportClusterDialog() {
+  const QString clusters = QString::fromStdString((resources_dir() / "clusters").string());
+  const QString cluster = QFileDialog::getOpenFileName(this, tr("Cluster profile"), clusters, tr("Cluster profile (*.json);;All files (*)"));
+  if (cluster.isEmpty()) return;
+  const QString folder = QFileDialog::getExistingDirectory(this, tr("Folder for the hosts' device maps and the vLLM launch"));
+  if (folder.isEmpty()) return;
+  QString summary;
+  QString error = exportForCluster(cluster, folder, false, &summary);
+  if (error.contains(QLatin1String(" exists; ")) &&
+      QMessageBox::question(this, tr("Replace the files?"), tr("%1\n\nReplace the device maps and vllm-launch.sh in this folder?").arg(error)) ==
+          QMessageBox::Yes)
+    error = exportForCluster(cluster, folder, true, &summary);
+  if (!error.isEmpty())
+    QMessageBox::warning(this, tr("Cannot export for the cluster"), error);
+  else
+    QMessageBox::information(this, tr("Exported for the cluster"), tr("Wrote to %1:\n\n%2").arg(folder, summary));
 }
 
 void MainWindow::importDialog() {

@@ -53,6 +53,9 @@ class MainWindow : public QMainWindow {
 
   // File operations without dialogs (the menus call these). Each returns "" or what went wrong.
   QString exportDeviceMap(const QString& path);
+  // Splits the model across the hosts of `clusterFile` and writes each host's device map and the vLLM
+  // launch into `folder` (existing files only when `replace`); `summary` says what was written.
+  QString exportForCluster(const QString& clusterFile, const QString& folder, bool replace, QString* summary = nullptr);
   QString importDeviceMap(const QString& path);
   QString savePlan(const QString& path);
   QString openPlanNow(const QString& path);
@@ -77,6 +80,7 @@ class MainWindow : public QMainWindow {
   void openPlanDialog();
   bool savePlanDialog(bool ask);
   void exportDialog();
+  void exportClusterDialog();
   void importDialog();
   void simulateHardware();
   void useThisMachine();

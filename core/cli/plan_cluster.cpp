@@ -9,10 +9,10 @@
 
 #include "cli/plan_flags.hpp"
 #include "error.hpp"
-#include "format/atomic_file.hpp"
 #include "format/resources.hpp"
 #include "model/name_ranges.hpp"
 #include "plan/cluster.hpp"
+#include "plan/cluster_export.hpp"
 #include "plan/stage_plan.hpp"
 #include "plan/units.hpp"
 #include "plan/vllm_launch.hpp"
@@ -34,14 +34,6 @@ std::string seconds_text(double s) {
   return b;
 }
 
-// What `vllm serve` is given: the catalog entry's repository, else what the user named.
-std::string vllm_model(const std::string& arg) {
-  if (arg.starts_with("catalog:"))
-    if (const auto entries = catalog(); const CatalogEntry* e = find_catalog_entry(entries, arg.substr(8)))
-      if (!e->source.empty()) return e->source;
-  return arg;
-}
-
 std::string devices_text(const Plan& plan) {
   std::string out;
   for (const Device d : plan.device_map.devices()) out += (out.empty() ? "" : ",") + d.name();
@@ -61,29 +53,11 @@ int plan_cluster(Invocation& inv, const Args& args, const std::string& model_arg
   const PlanningRequest req = read_planning_flags(args, model.skeleton);
   const PlanOptions& o = req.options;
   const StagePlan plan = plan_stages(model.skeleton, cluster, o, {o.dtype, o.flavor, 0, false, o.quantization});
-  const VllmLaunch vllm = vllm_launch(plan, cluster, vllm_model(model_arg), o);
+  const VllmLaunch vllm = vllm_launch(plan, cluster, vllm_model_name(model_arg), o);
   std::vector<DeviceMap> maps;
   for (const auto& st : plan.stages) maps.push_back(host_device_map(model.skeleton, st));
 
-  if (auto dir = args.get("output")) {
-    const std::filesystem::path folder = *dir;
-    if (std::filesystem::exists(folder) && !std::filesystem::is_directory(folder))
-      throw Error(folder.string() + ": with --cluster, -o names a folder for one device map per host");
-    std::vector<std::filesystem::path> files;
-    for (const auto& st : plan.stages) files.push_back(folder / (st.host + ".device_map.json"));
-    files.push_back(folder / "vllm-launch.sh");
-    if (!args.flag("force"))
-      for (const auto& f : files)
-        if (std::filesystem::exists(f)) throw Error(f.string() + " exists; pass --force to replace it (the old file is never half-written)");
-    std::error_code ec;
-    std::filesystem::create_directories(folder, ec);
-    if (ec) throw Error(folder.string() + ": cannot create the folder: " + ec.message());
-    for (std::size_t i = 0; i < maps.size(); ++i) maps[i].save(files[i]);
-    write_file_atomically(files.back(), vllm.script);
-    std::filesystem::permissions(files.back(), std::filesystem::perms::owner_exec | std::filesystem::perms::group_exec |
-                                                   std::filesystem::perms::others_exec,
-                                 std::filesystem::perm_options::add, ec);
-  }
+  if (auto dir = args.get("output")) export_cluster_plan(*dir, model.skeleton, plan, vllm, args.flag("force"));
 
   if (format == "json") {
     nlohmann::ordered_json j;

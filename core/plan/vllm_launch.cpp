@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "format/dtype.hpp"
+#include "model/model_source.hpp"
 #include "plan/units.hpp"
 
 namespace devicemap {
@@ -18,6 +19,13 @@ std::string quoted(const std::string& s) {
 }
 
 }  // namespace
+
+std::string vllm_model_name(const std::string& ref) {
+  if (ref.starts_with("catalog:"))
+    if (const auto entries = catalog(); const CatalogEntry* e = find_catalog_entry(entries, ref.substr(8)))
+      if (!e->source.empty()) return e->source;
+  return ref;
+}
 
 VllmLaunch vllm_launch(const StagePlan& plan, const Cluster& cluster, const std::string& model, const PlanOptions& options) {
   VllmLaunch out;

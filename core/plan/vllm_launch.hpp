@@ -16,6 +16,10 @@ struct VllmLaunch {
   std::string script;           // a POSIX shell script with the steps as comments
 };
 
+// What `vllm serve` is given for a model the program opened as `ref`: a catalog entry's Hugging Face
+// repository, else `ref` itself (a folder or a repository id).
+std::string vllm_model_name(const std::string& ref);
+
 // `model` is what `vllm serve` is given: a Hugging Face repo id or a folder.
 VllmLaunch vllm_launch(const StagePlan& plan, const Cluster& cluster, const std::string& model, const PlanOptions& options);
 

@@ -1,0 +1,21 @@
+#pragma once
+// The files a cluster plan is exported as: HOST.device_map.json for each host and vllm-launch.sh, in one
+// folder, each written atomically, none over an existing file unless asked to.
+#include <filesystem>
+#include <vector>
+
+#include "model/skeleton.hpp"
+#include "plan/stage_plan.hpp"
+#include "plan/vllm_launch.hpp"
+
+namespace devicemap {
+
+// The paths export_cluster_plan writes, in order (each host's map, then the launch script).
+std::vector<std::filesystem::path> cluster_export_files(const std::filesystem::path& folder, const StagePlan& plan);
+
+// Creates `folder` if needed. Throws devicemap::Error, before writing anything, when `folder` is a file
+// or (unless `replace`) one of the files exists.
+void export_cluster_plan(const std::filesystem::path& folder, const Skeleton& model, const StagePlan& plan,
+                         const VllmLaunch& launch, bool replace);
+
+}  // namespace devicemap
