@@ -153,6 +153,21 @@ class PlannerAdditions : public QObject {
         }
     }
   }
+  // A map made of pins only (as `check` and the Studio's import see one) still needs room on the GPU that
+  // runs its offloaded layers: the largest of them, a whole layer or the head, not a whole container.
+  void a_pinned_map_reserves_its_largest_offloaded_layer() {
+    const Skeleton s = open_model("catalog:llama-3.1-8b").skeleton;
+    PlanOptions o;
+    o.dtype = DType::BF16;
+    o.pins = {{"model.embed_tokens", Device::gpu(0)}, {"model.layers", Device::cpu()}, {"model.norm", Device::gpu(0)},
+              {"model.rotary_emb", Device::gpu(0)}, {"lm_head", Device::gpu(0)}};
+    const auto mm = MaxMemory::parse("0=24GiB,cpu=64GiB");
+    const Plan p = plan_device_map(s, mm, o);
+    QCOMPARE(usage(p, Device::gpu(0)).offload_reserve, compute_module_sizes(s, o.dtype).module[static_cast<std::size_t>(s.find_module("model.layers.0"))]);
+    o.pins.back().device = Device::cpu();  // the head offloaded too: it is the largest
+    QCOMPARE(usage(plan_device_map(s, mm, o), Device::gpu(0)).offload_reserve,
+             compute_module_sizes(s, o.dtype).module[static_cast<std::size_t>(s.find_module("lm_head"))]);
+  }
   void over_budget_devices_report_their_shortfall() {
     const Skeleton s = open_model("catalog:llama-3.1-8b").skeleton;
     PlanOptions o;

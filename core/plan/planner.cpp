@@ -1,6 +1,7 @@
 #include "plan/planner.hpp"
 
 #include <algorithm>
+#include <set>
 #include <array>
 
 #include "error.hpp"
@@ -76,6 +77,29 @@ std::vector<Pin> expand_pins(const Skeleton& s, const std::vector<Pin>& pins, st
   return out;
 }
 
+// The largest layer of what `name` (a module or tensor) holds: itself when it is a no-split module or a
+// leaf, else the largest among its own tensors and its children's layers.
+std::int64_t largest_layer(const Skeleton& s, const ModuleSizes& sizes, const std::set<std::string>& no_split, const std::string& name) {
+  if (const int t = s.find_tensor(name); t >= 0) return sizes.tensor[static_cast<std::size_t>(t)];
+  const int root = s.find_module(name);
+  if (root < 0) return 0;
+  std::int64_t largest = 0;
+  std::vector<int> stack{root};
+  while (!stack.empty()) {
+    const auto& m = s.modules[static_cast<std::size_t>(stack.back())];
+    const auto id = static_cast<std::size_t>(stack.back());
+    stack.pop_back();
+    if (m.children.empty() || no_split.contains(m.cls)) {
+      largest = std::max(largest, sizes.module[id]);
+      continue;
+    }
+    for (const int t : m.params) largest = std::max(largest, sizes.tensor[static_cast<std::size_t>(t)]);
+    for (const int t : m.buffers) largest = std::max(largest, sizes.tensor[static_cast<std::size_t>(t)]);
+    stack.insert(stack.end(), m.children.begin(), m.children.end());
+  }
+  return largest;
+}
+
 std::string minimum_assignment_info(const std::vector<std::pair<Device, std::int64_t>>& rows) {
   std::string s = "Based on the current allocation process, no modules could be assigned to the following devices "
                   "due to insufficient memory:\n";
@@ -145,17 +169,33 @@ Plan plan_device_map(const Skeleton& s, const MaxMemory& max_memory, const PlanO
   }
 
   auto result = detail::walk(in);
-  // The walk charges the KV cache of the layers it offloads to the main GPU after it has left that GPU,
-  // which can overfill it. Walk again leaving that KV out of the GPU's budget until the plan holds: each
-  // pass only moves layers off (adding a little late KV), so a few passes settle it. Only with a KV
-  // reserve, which Accelerate lacks: its own maps are untouched.
+  // The GPU that runs the offloaded layers (the first holding weights) needs room to bring in the largest
+  // of them. The walk reserves that on Accelerate's main GPU only, and measures it by what is left to
+  // place: a map of pins alone (a checked or imported one), or a first GPU left empty, got none.
+  const std::set<std::string> classes(no_split.begin(), no_split.end());
+  const auto missing_reserve = [&](const detail::WalkResult& r) -> std::pair<std::size_t, std::int64_t> {
+    std::size_t exec = 0;
+    while (exec < in.devices.size() && !(in.devices[exec].first.is_gpu() && r.weights[exec] > 0)) ++exec;
+    if (exec == in.devices.size() || r.reserve[exec] > 0) return {exec, 0};
+    std::int64_t largest = 0;
+    for (const auto& [name, d] : r.assignments)
+      if (!d.is_gpu()) largest = std::max(largest, largest_layer(s, sizes, classes, name));
+    return {exec, largest};
+  };
+  // The walk also charges the KV cache of the layers it offloads to that GPU after it has left it. Either
+  // can overfill it: walk again with both left out of its budget until the plan holds. Each pass only
+  // moves layers off, so a few passes settle it. Only with our additions (a KV reserve, pins): a plain
+  // plan stays Accelerate's map, and its fit says when that map lacks the room.
   const auto walked_budgets = in.devices;
-  for (int pass = 0; pass < 8 && in.kv_per_layer > 0; ++pass) {
+  const bool ours = in.kv_per_layer > 0 || !opt.pins.empty();
+  for (int pass = 0; pass < 8 && ours; ++pass) {
     bool again = false;
+    const auto [exec, reserve] = missing_reserve(result);
     for (std::size_t i = 0; i < in.devices.size(); ++i) {
       const auto& budget = walked_budgets[i].second;
-      if (!budget || result.kv_late[i] == 0 || result.used[i] <= *budget) continue;
-      const std::int64_t shrunk = std::max<std::int64_t>(*budget - result.kv_late[i], 0);
+      const std::int64_t extra = result.kv_late[i] + (i == exec ? reserve : 0);
+      if (!budget || extra == 0 || result.used[i] + (i == exec ? reserve : 0) <= *budget) continue;
+      const std::int64_t shrunk = std::max<std::int64_t>(*budget - extra, 0);
       if (shrunk < *in.devices[i].second) {  // not yet tried: an overflow of pins stays as it is
         in.devices[i].second = shrunk;
         again = true;
@@ -164,6 +204,7 @@ Plan plan_device_map(const Skeleton& s, const MaxMemory& max_memory, const PlanO
     if (!again) break;
     result = detail::walk(in);
   }
+  if (const auto [exec, reserve] = missing_reserve(result); reserve > 0) result.reserve[exec] = reserve;
   // No weight may be lost or counted twice: the walk places the model's total, each tied group once.
   std::int64_t placed = 0;
   for (const auto w : result.weights) placed += w;
