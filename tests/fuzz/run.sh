@@ -31,10 +31,11 @@ declare -A sources=(
   [fuzz_bin_archive]="$seeds/bin_archive"
   [fuzz_tokenizer_json]="$seeds/tokenizer_json $data/tokenizers/llama2/tokenizer.json"
   [fuzz_tokenizer_model]="$here/resources/demo/tokenizer.model"
+  [fuzz_cluster]="$seeds/cluster $here/resources/clusters"
 )
 failed=()
 for target in fuzz_safetensors_header fuzz_plan_inputs fuzz_checkpoint_index fuzz_config fuzz_small_readers fuzz_bin_archive \
-              fuzz_tokenizer_json fuzz_tokenizer_model; do
+              fuzz_tokenizer_json fuzz_tokenizer_model fuzz_cluster; do
   corpus="$build/corpus/$target"
   mkdir -p "$corpus"
   for s in ${sources[$target]}; do
