@@ -18,7 +18,8 @@ Machine host_machine(const nlohmann::json& p, const std::string& where, const st
   if (p.is_object()) return machine_from_profile(p, where);
   if (!p.is_string() || p.get<std::string>().empty()) throw Error(where + ": a profile name, file or object");
   const std::string text = p.get<std::string>();
-  if (const auto file = base / text; std::filesystem::is_regular_file(file)) return load_profile(file);
+  std::error_code unreadable;  // a name too long or not a path is no file: say so below, never throw
+  if (const auto file = base / text; std::filesystem::is_regular_file(file, unreadable)) return load_profile(file);
   for (const auto& bundled : bundled_profiles())
     if (bundled.stem() == text) return load_profile(bundled);
   throw Error(where + ": '" + text + "' is neither a file (next to the cluster file) nor a bundled profile");
