@@ -9,7 +9,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${DEVICEMAP_BUILD_DIR:-$here/build}"
 what="${1:-}"
 
-packages=(cmake ninja-build g++ pkg-config qt6-base-dev qt6-charts-dev libtorch-dev nlohmann-json3-dev libhwy-dev libopenblas0-pthread
+packages=(cmake ninja-build g++ pkg-config qt6-base-dev qt6-charts-dev libtorch-dev libgloo-dev nlohmann-json3-dev libhwy-dev libopenblas0-pthread
           xvfb x11-apps imagemagick)
 
 install_packages() {

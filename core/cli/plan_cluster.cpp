@@ -42,17 +42,28 @@ std::string devices_text(const Plan& plan) {
 
 }  // namespace
 
-int plan_cluster(Invocation& inv, const Args& args, const std::string& model_arg, const ModelSource& model) {
+Cluster read_cluster_flag(const Args& args) {
   for (const char* clash : {"profile", "max-memory", "pin"})
     if (args.get(clash)) throw Error(std::string("--cluster: --") + clash + " does not apply (each host of the cluster file has its own)");
-  const std::string format = args.get("format").value_or("table");
   std::filesystem::path cluster_file = *args.get("cluster");
-  if (!std::filesystem::exists(cluster_file) && cluster_file.extension().empty())
+  std::error_code ec;
+  if (!std::filesystem::exists(cluster_file, ec) && cluster_file.extension().empty())
     cluster_file = resources_dir() / "clusters" / (cluster_file.string() + ".json");  // a bundled one by name
-  const Cluster cluster = load_cluster(cluster_file);
+  return load_cluster(cluster_file);
+}
+
+StagePlan plan_cluster_stages(const Args& args, const Skeleton& skeleton, const Cluster& cluster) {
+  const PlanningRequest req = read_planning_flags(args, skeleton);
+  const PlanOptions& o = req.options;
+  return plan_stages(skeleton, cluster, o, {o.dtype, o.flavor, 0, false, o.quantization});
+}
+
+int plan_cluster(Invocation& inv, const Args& args, const std::string& model_arg, const ModelSource& model) {
+  const std::string format = args.get("format").value_or("table");
+  const Cluster cluster = read_cluster_flag(args);
   const PlanningRequest req = read_planning_flags(args, model.skeleton);
   const PlanOptions& o = req.options;
-  const StagePlan plan = plan_stages(model.skeleton, cluster, o, {o.dtype, o.flavor, 0, false, o.quantization});
+  const StagePlan plan = plan_cluster_stages(args, model.skeleton, cluster);
   const VllmLaunch vllm = vllm_launch(plan, cluster, vllm_model_name(model_arg), o);
   std::vector<DeviceMap> maps;
   for (const auto& st : plan.stages) maps.push_back(host_device_map(model.skeleton, st));

@@ -4,8 +4,17 @@
 #include "cli/args.hpp"
 #include "cli/cli.hpp"
 #include "model/model_source.hpp"
+#include "plan/cluster.hpp"
+#include "plan/stage_plan.hpp"
 
 namespace devicemap::cli {
+
+// --cluster FILE (or a bundled cluster's name); throws devicemap::Error for flags the hosts' own
+// budgets replace (--profile, --max-memory, --pin).
+Cluster read_cluster_flag(const Args& args);
+// The stages of `skeleton` across `cluster` with the planning flags (--dtype, --strategy, …): the plan
+// every rank of `devicemap run --cluster` makes alike.
+StagePlan plan_cluster_stages(const Args& args, const Skeleton& skeleton, const Cluster& cluster);
 
 int plan_cluster(Invocation& inv, const Args& args, const std::string& model_arg, const ModelSource& model);
 

@@ -19,6 +19,7 @@
 #include "cli/commands.hpp"
 #include "cli/plan_flags.hpp"
 #include "cli/progress_bar.hpp"
+#include "cli/run_cluster.hpp"
 #include "error.hpp"
 #include "format/checkpoint.hpp"
 #include "model/model_source.hpp"
@@ -28,6 +29,7 @@
 #include "plan/units.hpp"
 #include "run/generator.hpp"
 #include "run/model.hpp"
+#include "run/pipeline.hpp"
 #include "text/tokenizer.hpp"
 
 namespace devicemap::cli {
@@ -48,6 +50,7 @@ const char* const kUsage =
     "  --format text|json                       json: one object with ids, text, stop reason and speeds\n"
     "  --stats                                  load and speed figures on standard error\n"
     "  --no-prefetch                            fetch offloaded blocks only when they run\n"
+    "  --prefill-chunk N                        a longer prompt runs N tokens at a time (default 512)\n"
     "  --quantize int8|nf4                      quantize a float checkpoint's block Linears on \"cpu\" as they\n"
     "                                           load (LLM.int8 rows, or NF4 in blocks of 64), so that a model\n"
     "                                           too big at 16 bits runs; planned at that size\n"
@@ -126,12 +129,13 @@ void print_load(std::ostream& err, const LoadReport& r) {
 int run_command(Invocation& inv) {
   auto options = planning_options();
   options.insert({"device-map", "prompt", "prompt-ids", "max-new-tokens", "temperature", "top-k", "top-p",
-                  "repetition-penalty", "seed", "format", "output", "quantize"});
+                  "repetition-penalty", "seed", "format", "output", "quantize", "prefill-chunk"});
   auto flags = planning_flags();
   flags.insert({"help", "greedy", "sample", "stats", "no-prefetch", "no-memory-check", "map-weights"});
+  add_cluster_run_options(options, flags);
   const Args args(inv.args, options, flags);
   if (args.flag("help")) {
-    inv.out << kUsage << kPlanningHelp;
+    inv.out << kUsage << kPlanningHelp << kClusterRunHelp;
     return 0;
   }
   if (args.positionals().size() != 1) throw Error("run takes one model folder; see --help");
@@ -155,7 +159,14 @@ int run_command(Invocation& inv) {
   // named first.
   (void)ModelConfig::from_json(checkpoint.config(), (checkpoint.dir() / "config.json").string());
   DeviceMap map;
-  if (auto file = args.get("device-map")) {
+  std::optional<ClusterRank> cluster;  // this process's stage of a pipeline across hosts
+  if (args.get("cluster")) {
+    cluster = cluster_rank(args, skeleton_from_checkpoint(checkpoint));
+    map = cluster->map;
+    if (stats)
+      inv.err << "rank " << cluster->pipeline.rank << " of " << cluster->ranks << " (host " << cluster->host << "): layers "
+              << cluster->layers.first << " to " << cluster->layers.end - 1 << "; device map: " << map.to_json().dump() << "\n";
+  } else if (auto file = args.get("device-map")) {
     map = DeviceMap::load(*file);
   } else {
     const Skeleton skeleton = skeleton_from_checkpoint(checkpoint);
@@ -181,6 +192,9 @@ int run_command(Invocation& inv) {
   load.map_cpu_weights = args.flag("map-weights");
   load.check_memory = !args.flag("no-memory-check");
   load.quantize = quantize;
+  load.prefill_chunk = static_cast<std::int64_t>(args.get_u64("prefill-chunk", static_cast<std::uint64_t>(load.prefill_chunk)));
+  if (cluster) load.layers = cluster->layers;
+  const bool serving = cluster && cluster->pipeline.rank > 0;  // a later stage: rank 0 has the prompt
 
   // The prompt: ids as given, or text through the model's tokenizer.
   std::optional<Tokenizer> tokenizer;
@@ -189,9 +203,9 @@ int run_command(Invocation& inv) {
     if (args.get("prompt")) throw Error("--prompt and --prompt-ids exclude each other");
     prompt = parse_ids(*ids);
   }
-  const bool want_text = output == "text";
-  if (prompt.empty() || want_text) tokenizer = Tokenizer::load(checkpoint.dir());
-  if (prompt.empty()) {
+  const bool want_text = output == "text" && !serving;
+  if (!serving && (prompt.empty() || want_text)) tokenizer = Tokenizer::load(checkpoint.dir());
+  if (prompt.empty() && !serving) {
     std::string text;
     if (auto p = args.get("prompt"))
       text = *p;
@@ -233,6 +247,18 @@ int run_command(Invocation& inv) {
   if (drawn) inv.err << "\r\033[K" << std::flush;
   Model& model = *loaded;
   if (stats) print_load(inv.err, model.load_report());
+  if (serving) {
+    serve_pipeline(model, cluster->pipeline);
+    return 0;
+  }
+  std::optional<LocalRanks> locals;
+  if (cluster) {
+    if (cluster->local) {
+      locals.emplace(inv.args, cluster->ranks);
+      cluster->pipeline.on_listening = [&](int port) { locals->start(port); };
+    }
+    join_pipeline(model, cluster->pipeline);
+  }
   GenerationOptions gen = generation_options(args, model.generation_defaults());
   if (gen.eos_token_ids.empty() && tokenizer)
     for (const int id : tokenizer->eos_ids()) gen.eos_token_ids.push_back(id);
@@ -267,6 +293,10 @@ int run_command(Invocation& inv) {
     return !g_interrupted.load();
   };
   const GenerationResult result = generate(model, prompt, gen, on_token);
+  if (cluster) {
+    end_pipeline(model);
+    if (locals && locals->wait() > 0) throw Error("--local: a rank after rank 0 failed (its error is above)");
+  }
   if (decoder) {
     const std::string rest = decoder->flush();
     text += rest;

@@ -18,26 +18,30 @@ namespace {
 
 class Gpt2 final : public Transformer {
  public:
-  Gpt2(const ModelConfig& config, const Weights& weights, Prefetcher& prefetcher)
-      : c_(config), w_(weights), p_(prefetcher) {}
+  Gpt2(const ModelConfig& config, const Weights& weights, Prefetcher& prefetcher, LayerRange layers)
+      : Transformer(layers), c_(config), w_(weights), p_(prefetcher) {}
 
-  at::Tensor forward(const at::Tensor& ids, KvCache* cache, bool all_positions) override {
-    const std::int64_t past = cache ? cache->length() : 0, n = ids.size(0);
+  at::Tensor forward(const at::Tensor& input, KvCache* cache, bool all_positions) override {
+    const std::int64_t past = cache ? cache->length() : 0, n = input.size(0);
     if (past + n > c_.max_position_embeddings)
       throw Error("GPT-2 has learned positions for " + std::to_string(c_.max_position_embeddings) +
                   " tokens (n_positions); the sequence would have " + std::to_string(past + n));
-    const auto device = w_.execution_device("transformer.wte.weight");
-    const at::Tensor positions = at::arange(past, past + n, at::TensorOptions().dtype(at::kLong).device(device));
-    at::Tensor h = at::embedding(p_.fetch("transformer.wte.weight", device), ids.to(device));
-    const auto wpe_device = w_.execution_device("transformer.wpe.weight");
-    h = h.add(move(at::embedding(p_.fetch("transformer.wpe.weight", wpe_device), positions.to(wpe_device)), device));
-    for (std::int64_t i = 0; i < c_.num_layers; ++i) {
+    at::Tensor h = input;
+    if (has_embedding()) {
+      const auto device = w_.execution_device("transformer.wte.weight");
+      const at::Tensor positions = at::arange(past, past + n, at::TensorOptions().dtype(at::kLong).device(device));
+      h = at::embedding(p_.fetch("transformer.wte.weight", device), input.to(device));
+      const auto wpe_device = w_.execution_device("transformer.wpe.weight");
+      h = h.add(move(at::embedding(p_.fetch("transformer.wpe.weight", wpe_device), positions.to(wpe_device)), device));
+    }
+    for (std::int64_t i = layers_.first; i < layers_.end; ++i) {
       stop_if_cancelled();
       p_.enter_block(static_cast<std::size_t>(i));
       h = block(i, h, cache, past);
     }
     p_.leave_blocks();
     if (cache) cache->commit(n);
+    if (!has_head(c_.num_layers)) return h;
     if (!all_positions) h = h.narrow(0, n - 1, 1);
     const auto norm_device = w_.execution_device("transformer.ln_f.weight");
     h = layer_norm("transformer.ln_f", move(h, norm_device), norm_device);
@@ -98,8 +102,8 @@ class Gpt2 final : public Transformer {
 
 }  // namespace
 
-std::unique_ptr<Transformer> make_gpt2(const ModelConfig& config, const Weights& weights, Prefetcher& prefetcher) {
-  return std::make_unique<Gpt2>(config, weights, prefetcher);
+std::unique_ptr<Transformer> make_gpt2(const ModelConfig& config, const Weights& weights, Prefetcher& prefetcher, LayerRange layers) {
+  return std::make_unique<Gpt2>(config, weights, prefetcher, layers);
 }
 
 }  // namespace devicemap

@@ -65,8 +65,9 @@ at::Tensor rotate_half(const at::Tensor& x) {
 
 class Llama final : public Transformer {
  public:
-  Llama(const ModelConfig& config, const Weights& weights, Prefetcher& prefetcher)
-      : c_(config),
+  Llama(const ModelConfig& config, const Weights& weights, Prefetcher& prefetcher, LayerRange layers)
+      : Transformer(layers),
+        c_(config),
         w_(weights),
         p_(prefetcher),
         inv_freq_(inverse_frequencies(config)),
@@ -76,14 +77,17 @@ class Llama final : public Transformer {
     if (c_.bnb && c_.bnb->method == Quantization::Method::Bnb4) linear_shapes_ = linear_shapes(c_);  // for codes on "disk"
   }
 
-  at::Tensor forward(const at::Tensor& ids, KvCache* cache, bool all_positions) override {
-    const std::int64_t past = cache ? cache->length() : 0, n = ids.size(0);
-    const auto embed_device = w_.execution_device("model.embed_tokens.weight");
-    at::Tensor h = at::embedding(p_.fetch("model.embed_tokens.weight", embed_device), ids.to(embed_device));
-    // Gemma: times √hidden_size as a tensor of the hidden dtype (so rounded to it, as transformers does).
-    if (c_.embed_scale != 1.0) {
-      h = move(h, embed_device);
-      h = h.mul(at::scalar_tensor(c_.embed_scale, h.options()));
+  at::Tensor forward(const at::Tensor& input, KvCache* cache, bool all_positions) override {
+    const std::int64_t past = cache ? cache->length() : 0, n = input.size(0);
+    at::Tensor h = input;
+    if (has_embedding()) {
+      const auto embed_device = w_.execution_device("model.embed_tokens.weight");
+      h = at::embedding(p_.fetch("model.embed_tokens.weight", embed_device), input.to(embed_device));
+      // Gemma: times √hidden_size as a tensor of the hidden dtype (so rounded to it, as transformers does).
+      if (c_.embed_scale != 1.0) {
+        h = move(h, embed_device);
+        h = h.mul(at::scalar_tensor(c_.embed_scale, h.options()));
+      }
     }
     // "dynamic" and "longrope" frequencies follow the positions this pass reaches.
     const auto kind = c_.rope_scaling.kind;
@@ -91,13 +95,14 @@ class Llama final : public Transformer {
     Rotary rotary(by_length ? inverse_frequencies(c_, past + n) : inv_freq_, past, n, rope_attention_scaling(c_));
     std::optional<Rotary> local;
     if (c_.local_rope_theta) local.emplace(local_inv_freq_, past, n, 1.0);
-    for (std::int64_t i = 0; i < c_.num_layers; ++i) {
+    for (std::int64_t i = layers_.first; i < layers_.end; ++i) {
       stop_if_cancelled();
       p_.enter_block(static_cast<std::size_t>(i));
       h = block(i, h, cache, past, local && c_.window_of(i) ? *local : rotary);
     }
     p_.leave_blocks();
     if (cache) cache->commit(n);
+    if (!has_head(c_.num_layers)) return h;
     if (!all_positions) h = h.narrow(0, n - 1, 1);
     const auto norm_device = w_.execution_device("model.norm.weight");
     h = norm(move(h, norm_device), p_.fetch("model.norm.weight", norm_device));
@@ -374,8 +379,8 @@ class Llama final : public Transformer {
 
 }  // namespace
 
-std::unique_ptr<Transformer> make_llama(const ModelConfig& config, const Weights& weights, Prefetcher& prefetcher) {
-  return std::make_unique<Llama>(config, weights, prefetcher);
+std::unique_ptr<Transformer> make_llama(const ModelConfig& config, const Weights& weights, Prefetcher& prefetcher, LayerRange layers) {
+  return std::make_unique<Llama>(config, weights, prefetcher, layers);
 }
 
 }  // namespace devicemap

@@ -27,6 +27,14 @@ enum class LoadQuantization : unsigned char { None, Int8, Nf4 };
 // Bytes a quantized [out, in] Linear holds (codes and scales), for the memory check before loading.
 std::uint64_t quantized_bytes(std::int64_t out, std::int64_t in, LoadQuantization method);
 
+// A pipeline stage's share of a model (run/pipeline.hpp): decoder layers [first, end). The stage with
+// layer 0 also holds the embedding; the one with the last layer the final norm and the head (and, when
+// the head is tied, its own copy of the embedding).
+struct LayerRange {
+  std::int64_t first = 0;
+  std::int64_t end = 0;
+};
+
 struct LoadOptions {
   // Compute dtype. Default: config.json's torch_dtype, else the checkpoint's own. On the CPU, float16
   // runs as float32 (LibTorch has no float16 CPU kernels); bfloat16 and float32 run as they are.
@@ -54,6 +62,8 @@ struct LoadOptions {
   // the checkpoint's mapping one at a time, so a model that does not fit at 16 bits runs; the memory
   // check counts their quantized bytes.
   LoadQuantization quantize = LoadQuantization::None;
+  // Load and run only these decoder layers (a pipeline stage); the device map need cover only them.
+  std::optional<LayerRange> layers;
 };
 
 // Work stopped because the user asked (a progress callback returned false, a cancel flag was set).

@@ -87,6 +87,25 @@ void check_group_indices(const LoadPlan& plan) {
   }
 }
 
+// Where each tensor of `specs` (in execution order) sits: -1 before the decoder blocks, its block's index,
+// or num_layers after them.
+std::vector<std::int64_t> parts_of(const ModelConfig& config, const std::vector<TensorSpec>& specs) {
+  std::string base = block_name(config, 0);
+  base.pop_back();  // "model.layers."
+  std::vector<std::int64_t> parts;
+  bool blocks_seen = false;
+  for (const auto& spec : specs) {
+    std::int64_t part = blocks_seen ? config.num_layers : -1;
+    if (spec.name.starts_with(base)) {
+      const std::size_t end = spec.name.find('.', base.size());
+      part = std::stoll(spec.name.substr(base.size(), end - base.size()));
+      blocks_seen = true;
+    }
+    parts.push_back(part);
+  }
+  return parts;
+}
+
 }  // namespace
 
 LoadPlan plan_load(const Checkpoint& checkpoint, const ModelConfig& config, const DeviceMap& map,
@@ -111,9 +130,27 @@ LoadPlan plan_load(const Checkpoint& checkpoint, const ModelConfig& config, cons
     plan.notes.push_back("float16 matrices stay float16 on the CPU (the decode kernels read them); norms and activations "
                          "run in float32 (LibTorch has no float16 CPU kernels)");
 
+  // A pipeline stage loads its own layers, the embedding with the first, the norm and head with the last.
+  const std::int64_t layers = config.num_layers;
+  const LayerRange range = options.layers.value_or(LayerRange{0, layers});
+  if (range.first < 0 || range.first >= range.end || range.end > layers)
+    throw Error(checkpoint.dir().string() + ": a stage of layers " + std::to_string(range.first) + " to " + std::to_string(range.end - 1) +
+                " is not within the model's " + std::to_string(layers) + " (num_hidden_layers in config.json)");
+  plan.layers = range;
+  const std::vector<std::int64_t> parts = parts_of(config, specs);
+  const auto in_stage = [&](std::int64_t part) {
+    return part < 0 ? range.first == 0 : part >= layers ? range.end == layers : part >= range.first && part < range.end;
+  };
+  // A tied head on a stage without the embedding holds its own copy of it, where the map puts the head.
+  std::map<std::string, std::string> copied_for;  // embedding → the tied name that needs it here
+  for (std::size_t i = 0; i < specs.size(); ++i)
+    if (!specs[i].tied_to.empty() && in_stage(parts[i])) copied_for.emplace(specs[i].tied_to, specs[i].name);
+
   const DeviceMapIndex index(map);
   std::uint64_t recast_bytes = 0;  // "disk" weights cast every time their block runs
-  for (const auto& spec : specs) {
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    const TensorSpec& spec = specs[i];
+    if (!in_stage(parts[i]) && !copied_for.contains(spec.name)) continue;
     if (!spec.tied_to.empty()) {
       // A tied checkpoint may still carry its own copy of the head; transformers ignores it and so do we.
       plan.ties.emplace_back(spec.name, spec.tied_to);
@@ -128,7 +165,8 @@ LoadPlan plan_load(const Checkpoint& checkpoint, const ModelConfig& config, cons
     if (!can_hold(source.dtype))
       throw Error(source.file.string() + ": tensor '" + source.name + "' has dtype " +
                   std::string(safetensors_name(source.dtype)) + ", which LibTorch cannot hold");
-    const auto placement = index.device_of(spec.name);
+    auto placement = index.device_of(spec.name);
+    if (!placement && !in_stage(parts[i])) placement = index.device_of(copied_for.at(spec.name));
     if (!placement)
       throw Error("no key of the device map covers tensor '" + spec.name +
                   "'; add one for it or its module (the key \"\" covers everything)");

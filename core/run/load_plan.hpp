@@ -43,6 +43,7 @@ struct LoadPlan {
   DType cpu_dtype = DType::F32;  // what runs on the CPU
   DType gpu_dtype = DType::F32;  // what runs on GPUs
   std::optional<int> main_gpu;   // executes the blocks on "cpu" and "disk"; none: the CPU does
+  LayerRange layers;             // the decoder layers loaded (all of them, unless a pipeline stage)
   std::vector<TensorLoad> tensors;                        // in execution order
   std::vector<std::pair<std::string, std::string>> ties;  // name → the tensor whose weights it shares
   std::map<Device, std::uint64_t> allocated;  // bytes loading allocates per device (GPU copies, RAM casts)

@@ -12,63 +12,13 @@
 #include "run/cpu_rate.hpp"
 #include "run/kv_cache.hpp"
 #include "run/load_plan.hpp"
+#include "run/model_impl.hpp"
 #include "run/loader.hpp"
 #include "run/packed_linear.hpp"
 #include "run/prefetcher.hpp"
 #include "run/transformer.hpp"
 
 namespace devicemap {
-
-struct Model::Impl {
-  ModelConfig config;
-  GenerationOptions generation;
-  LoadReport report;
-  std::unique_ptr<Weights> weights;
-  std::unique_ptr<Prefetcher> prefetcher;
-  std::unique_ptr<Transformer> transformer;
-  std::unique_ptr<KvCache> cache;
-  bool check_memory = true;  // also before a generation sizes the KV cache
-
-  at::Tensor ids_tensor(std::span<const std::int64_t> ids, std::int64_t past) const {
-    if (ids.empty()) throw Error("no tokens to run");
-    for (const auto id : ids)
-      if (id < 0 || id >= config.vocab_size)
-        throw Error("token id " + std::to_string(id) + " is outside the vocabulary (vocab_size " +
-                    std::to_string(config.vocab_size) + ")");
-    const auto total = past + static_cast<std::int64_t>(ids.size());
-    if (total > config.max_position_embeddings)
-      throw Error("the sequence would have " + std::to_string(total) + " tokens, more than max_position_embeddings " +
-                  std::to_string(config.max_position_embeddings) + " in config.json");
-    return at::tensor(at::ArrayRef<std::int64_t>(ids.data(), ids.size()), at::TensorOptions().dtype(at::kLong));
-  }
-
-  // Long prompts run through the cache in chunks: attention scores then take chunk × context floats
-  // per head instead of prompt × context (64 heads × 8k × 8k would be 16 GiB per layer).
-  std::int64_t chunk = 512;
-
-  at::Tensor run(const at::Tensor& ids, KvCache* kv, bool all_positions) {
-    const std::int64_t n = ids.size(0);
-    if (n <= chunk) return transformer->forward(ids, kv, all_positions);
-    KvCache scratch(config.num_layers, config.max_position_embeddings);
-    if (!kv) kv = &scratch;  // a whole sequence without the model's cache: chunks need one all the same
-    std::vector<at::Tensor> rows;
-    at::Tensor last;
-    for (std::int64_t start = 0; start < n; start += chunk) {
-      last = transformer->forward(ids.narrow(0, start, std::min(chunk, n - start)), kv, all_positions);
-      if (all_positions) rows.push_back(last);
-    }
-    return all_positions ? at::cat(rows, 0) : last;
-  }
-
-  static Logits to_logits(const at::Tensor& t) {
-    Logits l;
-    const at::Tensor c = t.contiguous();
-    l.positions = c.size(0);
-    l.vocab = c.size(1);
-    l.values.assign(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
-    return l;
-  }
-};
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::Model(Model&&) noexcept = default;
@@ -93,6 +43,7 @@ Model Model::load(const Checkpoint& checkpoint, const DeviceMap& map, const Load
   impl->generation = devicemap::generation_defaults(checkpoint.generation_config(), checkpoint.config(),
                                                     (checkpoint.dir() / "generation_config.json").string());
   const LoadPlan plan = plan_load(checkpoint, impl->config, map, options);
+  impl->layers = plan.layers;
   if (options.check_memory) check_memory(plan, detect_machine(options.offload_folder.value_or(".")));
   try {
     impl->weights = load_weights(plan, options, impl->report);
@@ -107,8 +58,8 @@ Model Model::load(const Checkpoint& checkpoint, const DeviceMap& map, const Load
   impl->prefetcher = std::make_unique<Prefetcher>(*impl->weights, static_cast<std::size_t>(impl->config.num_layers),
                                                   options.prefetch);
   switch (impl->config.family) {
-    case ModelFamily::Llama: impl->transformer = make_llama(impl->config, *impl->weights, *impl->prefetcher); break;
-    case ModelFamily::Gpt2: impl->transformer = make_gpt2(impl->config, *impl->weights, *impl->prefetcher); break;
+    case ModelFamily::Llama: impl->transformer = make_llama(impl->config, *impl->weights, *impl->prefetcher, plan.layers); break;
+    case ModelFamily::Gpt2: impl->transformer = make_gpt2(impl->config, *impl->weights, *impl->prefetcher, plan.layers); break;
   }
   if (options.prefill_chunk < 1) throw Error("prefill_chunk must be at least 1");
   impl->chunk = options.prefill_chunk;
@@ -131,7 +82,7 @@ std::map<std::string, std::uint64_t> Model::kv_cache_bytes(std::int64_t tokens) 
   const auto& c = impl_->config;
   tokens = std::min(tokens, c.max_position_embeddings);
   std::map<std::string, std::uint64_t> out;
-  for (std::int64_t i = 0; i < c.num_layers; ++i) {
+  for (std::int64_t i = impl_->layers.first; i < impl_->layers.end; ++i) {
     const c10::Device device = impl_->transformer->attention_device(i);
     const auto element = c10::elementSize(impl_->weights->policy().compute_dtype(device));
     out[device.str()] += static_cast<std::uint64_t>(2 * c.num_kv_heads * c.head_dim * tokens) * element;
@@ -153,6 +104,7 @@ void Model::reserve_cache(std::int64_t tokens) {
     check_kv_memory(needed, std::min(tokens, impl_->config.max_position_embeddings), detect_machine());
   }
   impl_->cache->reserve(tokens);
+  if (impl_->link) impl_->link->reserve(tokens);
 }
 TransferStats Model::transfer_stats() const { return impl_->prefetcher->stats(); }
 
@@ -211,6 +163,7 @@ Logits Model::forward(std::span<const std::int64_t> ids, bool all_positions) {
 
 Logits Model::evaluate(std::span<const std::int64_t> ids) {
   c10::InferenceMode inference;
+  if (impl_->link) throw Error("evaluate() runs a whole model in one process; across a pipeline, use forward()");
   const at::Tensor t = impl_->ids_tensor(ids, 0);
   try {
     return Impl::to_logits(impl_->run(t, nullptr, true));

@@ -94,8 +94,12 @@ class Model {
   void set_cancel_flag(const std::atomic<bool>* flag);
   void reset();  // forget the cached tokens
 
- private:
+  // What the model holds (run/model_impl.hpp): for the pipeline stages of the running layer, which run
+  // a stage's layers on hidden states from another process. Not for the CLI or the GUI.
   struct Impl;
+  Impl& internals() { return *impl_; }
+
+ private:
   explicit Model(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

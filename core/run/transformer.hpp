@@ -19,10 +19,12 @@ struct ModelConfig;
 class Transformer {
  public:
   virtual ~Transformer() = default;
-  // `ids`: int64 CPU [new]. With a cache, the new tokens follow its tokens and are added to it; without
-  // one, they are the whole sequence. Returns float32 CPU logits [new, vocab], or [1, vocab] for the last
-  // position only.
-  virtual at::Tensor forward(const at::Tensor& ids, KvCache* cache, bool all_positions) = 0;
+  // `input`: int64 CPU ids [new]. With a cache, the new tokens follow its tokens and are added to it;
+  // without one, they are the whole sequence. Returns float32 CPU logits [new, vocab], or [1, vocab] for
+  // the last position only. A pipeline stage runs only its layers: without the embedding, `input` is the
+  // hidden state [new, hidden] the stage before returned; without the head, it returns its hidden state
+  // [new, hidden] of every new position (the next stage caches them all), as it leaves the last layer.
+  virtual at::Tensor forward(const at::Tensor& input, KvCache* cache, bool all_positions) = 0;
   // Where block `index`'s attention runs, and so where its keys and values are cached.
   virtual c10::Device attention_device(std::int64_t index) const = 0;
 
@@ -30,6 +32,11 @@ class Transformer {
   void set_cancel_flag(const std::atomic<bool>* flag) { cancel_ = flag; }
 
  protected:
+  explicit Transformer(LayerRange layers) : layers_(layers) {}
+  bool has_embedding() const { return layers_.first == 0; }
+  bool has_head(std::int64_t num_layers) const { return layers_.end == num_layers; }
+  const LayerRange layers_;
+
   void stop_if_cancelled() const {
     if (cancel_ && cancel_->load(std::memory_order_relaxed)) throw Cancelled("the forward pass was cancelled");
   }
@@ -39,7 +46,8 @@ class Transformer {
 };
 
 // Weights are fetched through `prefetcher`; `weights` and `prefetcher` must outlive the result.
-std::unique_ptr<Transformer> make_llama(const ModelConfig& config, const Weights& weights, Prefetcher& prefetcher);
-std::unique_ptr<Transformer> make_gpt2(const ModelConfig& config, const Weights& weights, Prefetcher& prefetcher);
+// `layers`: the decoder layers loaded (all of them, or a pipeline stage's).
+std::unique_ptr<Transformer> make_llama(const ModelConfig& config, const Weights& weights, Prefetcher& prefetcher, LayerRange layers);
+std::unique_ptr<Transformer> make_gpt2(const ModelConfig& config, const Weights& weights, Prefetcher& prefetcher, LayerRange layers);
 
 }  // namespace devicemap
