@@ -35,6 +35,11 @@ class CliClusterTest : public QObject {
     const std::string text((std::istreambuf_iterator<char>(script)), {});
     QVERIFY2(testkit::contains(text, "vllm serve 'meta-llama/Llama-3.1-70B-Instruct'"), text.c_str());
     QVERIFY(testkit::contains(text, "--pipeline-parallel-size 3 --tensor-parallel-size 2"));
+    std::ifstream ours(dir / "maps" / "devicemap-launch.sh");
+    const std::string launch((std::istreambuf_iterator<char>(ours)), {});
+    for (const char* part : {"'ws0') rank=0 ;;", "'ws2') rank=2 ;;", "master=\"${DEVICEMAP_MASTER:-ws0:29500}\"",
+                             "--cluster '3x2x24gb' --rank \"$rank\" --master \"$master\" '--dtype' 'bfloat16' '--context' '4096' '--batch' '1' \"$@\""})
+      QVERIFY2(testkit::contains(launch, part), (std::string(part) + " not in:\n" + launch).c_str());
     // Again without --force: refused, the files stay.
     r = testkit::run_cli({"plan", "catalog:llama-3.1-70b", "--cluster", "3x2x24gb", "-o", out});
     QCOMPARE(r.code, 1);

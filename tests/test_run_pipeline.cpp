@@ -129,6 +129,38 @@ class TestRunPipeline : public QObject {
     }
   }
 
+  // The launch `plan --cluster -o` writes for devicemap itself, run as a user would on each host (here
+  // both on 127.0.0.1, with the master's address replaced), gives the same ids as one process.
+  void exportedLaunchScriptRunsThePipeline() {
+    testkit::TempDir dir;
+    const std::string demo = testkit::demo_dir().string();
+    const fs::path cluster = write_cluster(dir, "c.json", {host("first"), host("second")});
+    auto r = testkit::run_cli({"plan", demo, "--cluster", cluster.string(), "--dtype", "float32", "-o", (dir / "out").string()});
+    QVERIFY2(r.code == 0, r.err.c_str());
+    const fs::path script = dir / "out" / "devicemap-launch.sh";
+    QVERIFY(fs::exists(script) && (fs::status(script).permissions() & fs::perms::owner_exec) != fs::perms::none);
+    QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
+    env.insert(QStringLiteral("PATH"), QString::fromStdString(fs::path(DEVICEMAP_CLI).parent_path().string()) + QLatin1Char(':') +
+                                           env.value(QStringLiteral("PATH")));
+    env.insert(QStringLiteral("DEVICEMAP_MASTER"), QString::fromStdString("127.0.0.1:" + std::to_string(free_port())));
+    QProcess second, first;
+    second.setProcessEnvironment(env);
+    first.setProcessEnvironment(env);
+    second.start(QStringLiteral("/bin/sh"), qargs({script.string(), "second", "--connect-timeout", "60"}));
+    first.start(QStringLiteral("/bin/sh"), qargs({script.string(), "first", "--prompt-ids", "1", "--max-new-tokens", "80", "--greedy",
+                                                  "--output", "ids", "--connect-timeout", "60"}));
+    QVERIFY(first.waitForFinished(120000) && second.waitForFinished(30000));
+    QVERIFY2(first.exitCode() == 0 && second.exitCode() == 0,
+             (first.readAllStandardError() + second.readAllStandardError()).constData());
+    QCOMPARE(ids_of(first.readAllStandardOutput().toStdString()), greedy({}, demo, 80));
+    QProcess stranger;
+    stranger.setProcessEnvironment(env);
+    stranger.start(QStringLiteral("/bin/sh"), qargs({script.string(), "third"}));
+    QVERIFY(stranger.waitForFinished(30000));
+    QCOMPARE(stranger.exitCode(), 2);
+    QVERIFY(stranger.readAllStandardError().contains("'third' is not a host of this cluster (first second)"));
+  }
+
   // An untied random model, 3 ranks, the middle one with a budget that sends blocks to "disk"; also a
   // prompt longer than a prefill chunk, so the prompt crosses the stages in pieces.
   void randomModelWithDiskOnOneRankMatchesOneProcess() {

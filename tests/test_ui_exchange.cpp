@@ -77,6 +77,10 @@ class TestUiExchange : public QObject {
     }
     QCOMPARE(layers, std::size_t(5));  // the demo's five layers, each on one host
     QVERIFY(std::filesystem::exists(dir / "cluster" / "vllm-launch.sh"));
+    std::ifstream ours(dir / "cluster" / "devicemap-launch.sh");
+    const std::string launch((std::istreambuf_iterator<char>(ours)), {});
+    QVERIFY2(testkit::contains(launch, "--cluster '" + cluster.toStdString() + "' --rank \"$rank\""), launch.c_str());
+    QVERIFY(summary.contains(QStringLiteral("devicemap-launch.sh HOST")));
     QVERIFY(window_->exportForCluster(cluster, folder, false).contains(QStringLiteral("exists")));
     QCOMPARE(window_->exportForCluster(cluster, folder, true), QString());
     QVERIFY(window_->exportForCluster(folder, folder, false).contains(folder));  // a folder is no cluster profile

@@ -10,6 +10,7 @@
 #include "model/model_source.hpp"
 #include "plan/cluster.hpp"
 #include "plan/cluster_export.hpp"
+#include "plan/devicemap_launch.hpp"
 #include "plan/stage_plan.hpp"
 #include "plan/units.hpp"
 #include "plan/vllm_launch.hpp"
@@ -44,6 +45,8 @@ QString clusterSummary(const StagePlan& plan, const VllmLaunch& launch, bool dro
                             .arg(QString::fromStdString(launch.layer_partition))
                             .arg(launch.pipeline_parallel)
                             .arg(launch.tensor_parallel);
+  lines << QObject::tr("devicemap: devicemap-launch.sh HOST on each host (rank 0, %1, last: it takes the prompt)")
+               .arg(QString::fromStdString(plan.stages.front().host));
   if (dropped_pins) lines << QObject::tr("Pins do not apply across hosts: each host's map was planned without them.");
   for (const auto& n : plan.notes) lines << QString::fromStdString(n);
   return lines.join(QLatin1Char('\n'));
@@ -73,7 +76,10 @@ QString MainWindow::exportForCluster(const QString& clusterFile, const QString& 
     o.pins.clear();  // each host's map is planned within its stage
     const StagePlan plan = plan_stages(s.model().skeleton, cluster, o, {o.dtype, o.flavor, 0, false, o.quantization});
     const VllmLaunch launch = vllm_launch(plan, cluster, vllm_model_name(s.model_ref()), o);
-    export_cluster_plan(folder.toStdString(), s.model().skeleton, plan, launch, replace);
+    const std::string ref = s.model_ref();
+    const std::string ours = devicemap_launch_script(plan, cluster, launch_path(ref, vllm_model_name(ref)),
+                                                     launch_path(clusterFile.toStdString(), clusterFile.toStdString()), planning_args_of(o));
+    export_cluster_plan(folder.toStdString(), s.model().skeleton, plan, launch, ours, replace);
     if (summary) *summary = clusterSummary(plan, launch, had_pins);
   } catch (const Error& e) {
     return QString::fromUtf8(e.what());

@@ -13,6 +13,7 @@
 #include "model/name_ranges.hpp"
 #include "plan/cluster.hpp"
 #include "plan/cluster_export.hpp"
+#include "plan/devicemap_launch.hpp"
 #include "plan/stage_plan.hpp"
 #include "plan/units.hpp"
 #include "plan/vllm_launch.hpp"
@@ -68,7 +69,11 @@ int plan_cluster(Invocation& inv, const Args& args, const std::string& model_arg
   std::vector<DeviceMap> maps;
   for (const auto& st : plan.stages) maps.push_back(host_device_map(model.skeleton, st));
 
-  if (auto dir = args.get("output")) export_cluster_plan(*dir, model.skeleton, plan, vllm, args.flag("force"));
+  if (auto dir = args.get("output"))
+    export_cluster_plan(*dir, model.skeleton, plan, vllm,
+                        devicemap_launch_script(plan, cluster, launch_path(model_arg, vllm_model_name(model_arg)),
+                                                launch_path(*args.get("cluster"), *args.get("cluster")), planning_args_of(o)),
+                        args.flag("force"));
 
   if (format == "json") {
     nlohmann::ordered_json j;
@@ -132,9 +137,9 @@ int plan_cluster(Invocation& inv, const Args& args, const std::string& model_arg
   os << "\nvLLM      VLLM_PP_LAYER_PARTITION=" << vllm.layer_partition << " vllm serve … --pipeline-parallel-size "
      << vllm.pipeline_parallel << " --tensor-parallel-size " << vllm.tensor_parallel << "\n";
   if (auto dir = args.get("output"))
-    os << "wrote     " << plan.stages.size() << " device maps and vllm-launch.sh to " << *dir << "\n";
+    os << "wrote     " << plan.stages.size() << " device maps, vllm-launch.sh and devicemap-launch.sh to " << *dir << "\n";
   else
-    os << "          (-o DIR writes each host's device_map.json and the whole vLLM launch)\n";
+    os << "          (-o DIR writes each host's device_map.json, the whole vLLM launch, and devicemap's own)\n";
   return 0;
 }
 

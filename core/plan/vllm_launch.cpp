@@ -6,19 +6,10 @@
 
 #include "format/dtype.hpp"
 #include "model/model_source.hpp"
+#include "plan/shell_quote.hpp"
 #include "plan/units.hpp"
 
 namespace devicemap {
-namespace {
-
-// Single quotes for the shell.
-std::string quoted(const std::string& s) {
-  std::string out = "'";
-  for (const char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-}  // namespace
 
 std::string vllm_model_name(const std::string& ref) {
   if (ref.starts_with("catalog:"))
@@ -63,7 +54,7 @@ VllmLaunch vllm_launch(const StagePlan& plan, const Cluster& cluster, const std:
   for (std::size_t i = 1; i < cluster.hosts.size(); ++i)
     s += "# " + std::to_string(i + 1) + ". On " + cluster.hosts[i].name + ":\n#      ray start --address=" + head + ":6379\n";
   s += "# " + std::to_string(cluster.hosts.size() + 1) + ". Then on " + head + ", this script:\n";
-  s += "VLLM_PP_LAYER_PARTITION=" + out.layer_partition + " exec vllm serve " + quoted(model) + " \\\n";
+  s += "VLLM_PP_LAYER_PARTITION=" + out.layer_partition + " exec vllm serve " + shell_quoted(model) + " \\\n";
   s += "  --pipeline-parallel-size " + std::to_string(out.pipeline_parallel) + " --tensor-parallel-size " +
        std::to_string(out.tensor_parallel) + " \\\n";
   s += "  --distributed-executor-backend ray";
