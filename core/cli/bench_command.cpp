@@ -114,6 +114,9 @@ int bench_command(Invocation& inv) {
                "  generate MODEL [--tokens N] [--prefill N] [--cases decode,mapped,libtorch,half_disk]\n"
                "                       decode tok/s (kernels and LibTorch) vs weight bytes per token over measured\n"
                "                       memory bandwidth; prefill tok/s of an N-token prompt\n"
+               "  generate MODEL --cluster FILE\n"
+               "                       the model as pipeline stages of the cluster's hosts, every rank on this\n"
+               "                       machine, vs one process; the per-token cost of the transfers\n"
                "every ratio is value / bound (for a rate: the fraction of the bound reached)\n"
 #endif
         ;

@@ -17,6 +17,8 @@
 
 #include "cli/args.hpp"
 #include "cli/bench.hpp"
+#include "cli/plan_flags.hpp"
+#include "cli/run_cluster.hpp"
 #include "error.hpp"
 #include "format/checkpoint.hpp"
 #include "kernels/matvec.hpp"
@@ -32,6 +34,7 @@
 #include "run/decode_path.hpp"
 #include "run/generator.hpp"
 #include "run/model.hpp"
+#include "run/pipeline.hpp"
 
 namespace devicemap::cli {
 namespace {
@@ -113,7 +116,8 @@ int bench_load(const std::vector<std::string>& argv, std::ostream& out) {
 namespace {
 
 // Measured decode speed of one placement, and what the speed model predicts for it on this machine.
-void decode_case(const BenchModel& b, const Skeleton& skeleton, const Machine& machine, const DeviceMap& map,
+// Returns the measured tok/s.
+double decode_case(const BenchModel& b, const Skeleton& skeleton, const Machine& machine, const DeviceMap& map,
                  bool prefetch, std::int64_t tokens, const std::string& label, std::ostream& out,
                  std::int64_t prefill_tokens = 0) {
   LoadOptions options = b.options;
@@ -174,6 +178,44 @@ void decode_case(const BenchModel& b, const Skeleton& skeleton, const Machine& m
                             "a prompt's forward pass and the first token's choice, best of two"},
                       b.json);
   }
+  return value;
+}
+
+// The model as pipeline stages of `cluster_file`'s hosts, every rank on this machine (rank 0 here, the
+// others child processes, as `run --cluster --local`), against one process in the same run.
+void pipeline_case(const BenchModel& b, const Skeleton& skeleton, const std::string& cluster_file, std::int64_t tokens,
+                   double one_process, std::ostream& out) {
+  std::vector<std::string> run_args{b.checkpoint.dir().string(), "--cluster", cluster_file, "--local"};
+  if (b.options.dtype) run_args.insert(run_args.end(), {"--dtype", std::string(torch_name(*b.options.dtype))});
+  auto options = planning_options(), flags = planning_flags();
+  add_cluster_run_options(options, flags);
+  const Args args(run_args, options, flags);
+  ClusterRank rank = cluster_rank(args, skeleton);
+  LoadOptions load = b.options;
+  load.layers = rank.layers;
+  Model model = Model::load(b.checkpoint, rank.map, load);
+  LocalRanks locals(run_args, rank.ranks);
+  rank.pipeline.on_listening = [&](int port) { locals.start(port); };
+  join_pipeline(model, rank.pipeline);
+  GenerationOptions o;
+  o.max_new_tokens = tokens;
+  const std::vector<std::int64_t> prompt{model.config().bos_token_id.value_or(0)};
+  generate(model, prompt, o);  // warm-up, as for one process
+  const double value = generate(model, prompt, o).stats.decode_tokens_per_second();
+  end_pipeline(model);
+  if (locals.wait() > 0) throw Error("bench: a rank of the pipeline failed (its error is above)");
+  const std::string name = "generate." + b.name + ".pipeline" + std::to_string(rank.ranks);
+  print_measurement(out, {name, value, "tok/s", one_process, one_process > 0 ? value / one_process : 0,
+                          "ratio: value / bound; bound: the same model in one process, measured above; " + std::to_string(rank.ranks) +
+                              " ranks on this machine over 127.0.0.1 (c10d Gloo), " + std::to_string(tokens) + " new tokens after a warm-up pass"},
+                    b.json);
+  // What a token costs beyond the layers themselves: the hidden states and logits sent between the
+  // processes and each hand-off's wake-up.
+  const double overhead = value > 0 && one_process > 0 ? 1.0 / value - 1.0 / one_process : 0;
+  print_measurement(out, {name + ".transfer", overhead * 1e6, "us/token", {}, {},
+                          "1 / pipeline tok/s - 1 / one-process tok/s: the " + std::to_string(rank.ranks) +
+                              " messages of a step (hidden states and the logits back) and their hand-offs"},
+                    b.json);
 }
 
 // The first half of the decoder layers on "disk", the rest on the CPU.
@@ -189,8 +231,8 @@ DeviceMap half_on_disk(const Skeleton& s) {
 }  // namespace
 
 int bench_generate(const std::vector<std::string>& argv, std::ostream& out) {
-  BenchModel b = open_bench_model(argv, {"tokens", "prefill", "cases"});
-  const Args args(argv, {"device-map", "dtype", "format", "tokens", "prefill", "cases"}, {});
+  BenchModel b = open_bench_model(argv, {"tokens", "prefill", "cases", "cluster"});
+  const Args args(argv, {"device-map", "dtype", "format", "tokens", "prefill", "cases", "cluster"}, {});
   // Which cases run (a long run need not pay for all): decode, mapped, libtorch, half_disk.
   const std::set<std::string> known{"decode", "mapped", "libtorch", "half_disk"};
   std::set<std::string> cases = known;
@@ -225,7 +267,13 @@ int bench_generate(const std::vector<std::string>& argv, std::ostream& out) {
   if (!b.json)
     out << "(decode kernels: " << kernels::dispatch_target() << ", " << kernels::ThreadPool::shared().size() << " threads)\n";
   const auto prefill = static_cast<std::int64_t>(args.get_u64("prefill", 512));
-  if (wanted("decode")) decode_case(b, skeleton, machine, b.map, true, tokens, "decode", out, prefill);
+  const auto cluster = args.get("cluster");
+  if (cluster && args.get("device-map")) throw Error("bench: --cluster plans each rank's map; --device-map does not apply");
+  const double one_process = wanted("decode") || cluster ? decode_case(b, skeleton, machine, b.map, true, tokens, "decode", out, prefill) : 0;
+  if (cluster) {
+    pipeline_case(b, skeleton, *cluster, tokens, one_process, out);
+    return 0;  // the other cases compare placements of one process
+  }
   // The same placement with CPU weights run from the file mapping: what the page cache's pages cost.
   b.options.map_cpu_weights = true;
   if (wanted("mapped")) decode_case(b, skeleton, machine, b.map, true, tokens, "decode.mapped", out);
