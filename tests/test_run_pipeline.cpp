@@ -11,6 +11,7 @@
 #include <QProcess>
 
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -222,6 +223,30 @@ class TestRunPipeline : public QObject {
       ::kill(static_cast<pid_t>(rank1.processId()), SIGKILL);
       rank1.waitForFinished(30000);
     }
+  }
+
+  // bench generate --cluster: the pipeline's speed against one process, and a step's messages alone,
+  // which take part of a pipeline step's time (no timing is asserted beyond that ordering).
+  void benchReportsThePipelineAgainstOneProcess() {
+    testkit::TempDir dir;
+    const fs::path cluster = write_cluster(dir, "c.json", {host("a"), host("b")});
+    const auto r = testkit::run_cli({"bench", "generate", testkit::demo_dir().string(), "--cluster", cluster.string(), "--tokens", "16",
+                                     "--prefill", "0", "--format", "json"});
+    QVERIFY2(r.code == 0, r.err.c_str());
+    std::map<std::string, nlohmann::json> m;
+    std::istringstream lines(r.out);
+    for (std::string line; std::getline(lines, line);)
+      if (!line.empty() && line.front() == '{') {
+        const auto j = nlohmann::json::parse(line);
+        m[j["name"].get<std::string>()] = j;
+      }
+    QVERIFY2(m.count("generate.demo.decode") && m.count("generate.demo.pipeline2") && m.count("generate.demo.pipeline2.transfer"), r.out.c_str());
+    const auto& pipeline = m["generate.demo.pipeline2"];
+    QCOMPARE(pipeline["bound"].get<double>(), m["generate.demo.decode"]["value"].get<double>());
+    QVERIFY(pipeline["value"].get<double>() > 0);
+    const auto& transfer = m["generate.demo.pipeline2.transfer"];
+    QVERIFY(transfer["value"].get<double>() > 0);
+    QVERIFY2(transfer["value"].get<double>() < transfer["bound"].get<double>(), r.out.c_str());  // the messages are part of a step
   }
 
   // A rank whose master never comes, and a master whose ranks never come, give up after the connect

@@ -40,7 +40,7 @@ bool loopback(const std::string& host) {
 
 // What travels ahead of every step: what it is, how many positions, from which position, and the shape
 // and dtype of the hidden state that follows.
-enum class Kind : std::int64_t { Forward = 1, Reserve = 2, Stop = 3 };
+enum class Kind : std::int64_t { Forward = 1, Reserve = 2, Stop = 3, Echo = 4 };
 struct Header {
   Kind kind = Kind::Forward;
   std::int64_t positions = 0;  // Forward: new tokens; Reserve: tokens to size the caches for
@@ -64,9 +64,9 @@ struct Header {
     h.all_positions = w[3] != 0;
     h.dtype = static_cast<at::ScalarType>(w[4]);
     h.width = w[5];
-    const bool known = h.kind == Kind::Forward || h.kind == Kind::Reserve || h.kind == Kind::Stop;
+    const bool known = h.kind == Kind::Forward || h.kind == Kind::Reserve || h.kind == Kind::Stop || h.kind == Kind::Echo;
     const bool floating = h.dtype == at::kFloat || h.dtype == at::kBFloat16 || h.dtype == at::kHalf || h.dtype == at::kDouble;
-    if (!known || h.positions < 0 || h.past < 0 || (h.kind == Kind::Forward && (!floating || h.width <= 0 || h.positions == 0)))
+    if (!known || h.positions < 0 || h.past < 0 || ((h.kind == Kind::Forward || h.kind == Kind::Echo) && (!floating || h.width <= 0 || h.positions == 0)))
       throw Error("rank " + std::to_string(from) + " sent a step this rank does not understand (another version of devicemap?)");
     return h;
   }
@@ -206,7 +206,9 @@ class Group {
 // Rank 0's way to the other stages.
 class FirstStage final : public StageLink {
  public:
-  FirstStage(const PipelineOptions& o, const Model::Impl& m) : group_(o, describe(m)), vocab_(m.config.vocab_size) {}
+  FirstStage(const PipelineOptions& o, const Model::Impl& m)
+      : group_(o, describe(m)), vocab_(m.config.vocab_size), width_(m.config.hidden_size),
+        dtype_(m.weights->policy().compute_dtype(m.transformer->attention_device(m.layers.end - 1))) {}
   ~FirstStage() override {
     try {
       Header stop;
@@ -231,6 +233,27 @@ class FirstStage final : public StageLink {
     return logits;
   }
 
+  // A step's messages without its layers: the hidden state passed rank to rank as it is, logits back.
+  double echo_seconds(int rounds) {
+    const at::Tensor h = at::zeros({1, width_}, at::TensorOptions().dtype(dtype_));
+    Header head;
+    head.kind = Kind::Echo;
+    head.positions = 1;
+    head.dtype = dtype_;
+    head.width = width_;
+    at::Tensor logits = at::empty({1, vocab_}, at::TensorOptions().dtype(at::kFloat));
+    double best = 0;
+    for (int r = 0; r < std::max(1, rounds); ++r) {
+      const auto start = std::chrono::steady_clock::now();
+      group_.send(head.pack(), 1, "a step");
+      group_.send(h, 1, "the hidden state");
+      group_.recv(logits, group_.world() - 1, "the logits");
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (r == 0 || s < best) best = s;
+    }
+    return best;
+  }
+
   void reserve(std::int64_t tokens) override {
     Header head;
     head.kind = Kind::Reserve;
@@ -241,6 +264,8 @@ class FirstStage final : public StageLink {
  private:
   Group group_;
   std::int64_t vocab_;
+  std::int64_t width_;
+  at::ScalarType dtype_;  // of the hidden state this stage hands on
 };
 
 void check_options(const PipelineOptions& o) {
@@ -267,6 +292,13 @@ void join_pipeline(Model& model, const PipelineOptions& options) {
 }
 
 void end_pipeline(Model& model) noexcept { model.internals().link.reset(); }
+
+double pipeline_transfer_seconds(Model& model, int rounds) {
+  auto* first = dynamic_cast<FirstStage*>(model.internals().link.get());
+  if (!first) throw Error("the model is not the first stage of a pipeline");
+  c10::InferenceMode inference;
+  return first->echo_seconds(rounds);
+}
 
 void serve_pipeline(Model& model, const PipelineOptions& options) {
   check_options(options);
@@ -300,6 +332,15 @@ void serve_pipeline(Model& model, const PipelineOptions& options) {
     }
     at::Tensor hidden = at::empty({head.positions, head.width}, at::TensorOptions().dtype(head.dtype));
     group.recv(hidden, previous, "the hidden state");
+    if (head.kind == Kind::Echo) {  // the messages of a step, without its layers
+      if (last) {
+        group.send(at::zeros({1, m.config.vocab_size}, at::TensorOptions().dtype(at::kFloat)), 0, "the logits");
+      } else {
+        group.send(packed, next, "a step");
+        group.send(hidden, next, "the hidden state");
+      }
+      continue;
+    }
     if (head.width != m.config.hidden_size)
       throw Error("rank " + std::to_string(previous) + " sent hidden states of " + std::to_string(head.width) + " features; this model has " +
                   std::to_string(m.config.hidden_size));

@@ -43,6 +43,9 @@ void join_pipeline(Model& model, const PipelineOptions& options);
 // Rank 0: tells the other ranks to stop (their serve_pipeline returns) and disconnects. Does nothing
 // when `model` is not in a pipeline. Never throws: ranks already gone are left as they are.
 void end_pipeline(Model& model) noexcept;
+// Rank 0: seconds of a decode step's messages alone (one token's hidden state from rank to rank, the
+// logits back), the best of `rounds`; the layers do not run and the caches stay as they are.
+double pipeline_transfer_seconds(Model& model, int rounds = 20);
 // Every rank after 0: connects, then runs what rank 0 asks until it ends the pipeline.
 void serve_pipeline(Model& model, const PipelineOptions& options);
 
