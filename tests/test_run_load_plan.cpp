@@ -54,6 +54,46 @@ class TestRunLoadPlan : public QObject {
     QVERIFY(!plan.main_gpu);
   }
 
+  // A pipeline stage loads its own layers: the first the embedding, the last the final norm and, the
+  // demo's head being tied, its own copy of the embedding, placed where its map puts the head.
+  void stagesLoadTheirOwnLayers() {
+    Demo d;
+    const auto names = [](const LoadPlan& p) {
+      std::vector<std::string> out;
+      for (const auto& t : p.tensors) out.push_back(t.name);
+      return out;
+    };
+    LoadOptions first;
+    first.layers = LayerRange{0, 2};
+    const auto a = plan_load(d.checkpoint, d.config, DeviceMap({{"model.embed_tokens", Device::cpu()}, {"model.layers.0", Device::cpu()},
+                                                                {"model.layers.1", Device::disk()}}),
+                             first);
+    QCOMPARE(a.tensors.size(), std::size_t{1 + 2 * 9});
+    QCOMPARE(names(a).front(), std::string("model.embed_tokens.weight"));
+    for (const auto& n : names(a))
+      QVERIFY2(n == "model.embed_tokens.weight" || n.starts_with("model.layers.0.") || n.starts_with("model.layers.1."), n.c_str());
+    QVERIFY(a.ties.empty());
+    QCOMPARE(a.layers.first, std::int64_t{0});
+    QCOMPARE(a.layers.end, std::int64_t{2});
+    LoadOptions last;
+    last.layers = LayerRange{2, 5};
+    const auto b = plan_load(d.checkpoint, d.config, DeviceMap({{"model.layers", Device::cpu()}, {"model.norm", Device::cpu()},
+                                                                {"lm_head", Device::disk()}}),
+                             last);
+    QCOMPARE(b.tensors.size(), std::size_t{1 + 3 * 9 + 1});
+    QCOMPARE(b.tensors.front().name, std::string("model.embed_tokens.weight"));
+    QVERIFY(b.tensors.front().placement.is_disk());  // where the head is
+    QCOMPARE(names(b).back(), std::string("model.norm.weight"));
+    for (const auto& n : names(b)) QVERIFY2(!n.starts_with("model.layers.0.") && !n.starts_with("model.layers.1."), n.c_str());
+    QCOMPARE(b.ties.size(), std::size_t{1});
+    for (const auto& range : {LayerRange{3, 3}, LayerRange{-1, 2}, LayerRange{4, 6}}) {
+      LoadOptions bad;
+      bad.layers = range;
+      DM_EXPECT_ERROR(plan_load(d.checkpoint, d.config, DeviceMap({{"", Device::cpu()}}), bad), "is not within the model's 5",
+                      "num_hidden_layers");
+    }
+  }
+
   void castsAndPlacements() {
     Demo d;
     LoadOptions bf16;
