@@ -48,6 +48,19 @@ class CliClusterTest : public QObject {
     QCOMPARE(r.code, 0);
   }
 
+  // Paths the system refuses (a name longer than a path may be) are named as such, never an internal error.
+  void pathsTooLongAreNamed() {
+    const std::string long_name(5000, 'a');
+    auto r = testkit::run_cli({"plan", long_name});
+    QCOMPARE(r.code, 1);
+    QVERIFY2(testkit::contains(r.err, ": cannot be read: File name too long") && !testkit::contains(r.err, "internal error"), r.err.c_str());
+    r = testkit::run_cli({"plan", "catalog:llama-3.1-8b", "--cluster", "2x8x80gb", "-o", "/tmp/" + long_name});
+    QCOMPARE(r.code, 1);
+    QVERIFY2(testkit::contains(r.err, "cannot create the folder") && !testkit::contains(r.err, "internal error"), r.err.c_str());
+    r = testkit::run_cli({"plan", "catalog:llama-3.1-8b", "--offload-folder", "/tmp/" + long_name, "--format", "json"});
+    QVERIFY2(r.code == 0, r.err.c_str());  // the disk free is read where the folder would be
+  }
+
   void jsonCarriesTheStagesAndTheirMaps() {
     const auto r = testkit::run_cli({"plan", "catalog:llama-3.1-405b", "--cluster", "2x8x80gb", "--dtype", "bfloat16", "--format", "json"});
     QVERIFY2(r.code == 0, r.err.c_str());

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <system_error>
 
 #include "error.hpp"
 #include "format/atomic_file.hpp"
@@ -45,8 +46,10 @@ ModelSource open_model(std::string_view what) {
     return {skeleton_from_config(e->config), "catalog:" + e->id, {}};
   }
   const fs::path path{std::string(what)};
-  if (!fs::exists(path)) throw Error(path.string() + ": no such file or folder");
-  if (fs::is_regular_file(path) && path.extension() == ".json") {
+  std::error_code ec;
+  if (!fs::exists(path, ec))
+    throw Error(path.string() + (ec && ec != std::errc::no_such_file_or_directory ? ": cannot be read: " + ec.message() : ": no such file or folder"));
+  if (fs::is_regular_file(path, ec) && path.extension() == ".json") {
     const nlohmann::json j = read_json_file(path);
     if (j.is_object() && j.contains("params")) return {Skeleton::from_json(j, path.string()), "skeleton " + path.string(), {}};
     if (j.is_object() && j.contains("model_type")) return {skeleton_from_config(j), "config " + path.string(), {}};

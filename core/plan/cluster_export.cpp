@@ -17,13 +17,13 @@ std::vector<std::filesystem::path> cluster_export_files(const std::filesystem::p
 
 void export_cluster_plan(const std::filesystem::path& folder, const Skeleton& model, const StagePlan& plan,
                          const VllmLaunch& launch, const std::string& devicemap_script, bool replace) {
-  if (std::filesystem::exists(folder) && !std::filesystem::is_directory(folder))
+  std::error_code ec;
+  if (std::filesystem::exists(folder, ec) && !std::filesystem::is_directory(folder, ec))
     throw Error(folder.string() + ": a cluster plan is exported to a folder (one device map per host), and this is a file");
   const auto files = cluster_export_files(folder, plan);
   if (!replace)
     for (const auto& f : files)
-      if (std::filesystem::exists(f)) throw Error(f.string() + " exists; pass --force to replace it (the old file is never half-written)");
-  std::error_code ec;
+      if (std::filesystem::exists(f, ec)) throw Error(f.string() + " exists; pass --force to replace it (the old file is never half-written)");
   std::filesystem::create_directories(folder, ec);
   if (ec) throw Error(folder.string() + ": cannot create the folder: " + ec.message());
   for (std::size_t i = 0; i < plan.stages.size(); ++i) host_device_map(model, plan.stages[i]).save(files[i]);

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <system_error>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -138,12 +139,14 @@ Machine detect_machine(const fs::path& offload_folder) {
   const std::uint64_t total = meminfo_kib("MemTotal") * 1024, avail = meminfo_kib("MemAvailable") * 1024;
   m.devices.push_back({Device::cpu(), "CPU RAM", total, avail, 0, false});
   fs::path probe = offload_folder;
-  while (!probe.empty() && !fs::exists(probe) && probe.has_parent_path() && probe != probe.parent_path()) probe = probe.parent_path();
+  std::error_code ec;  // a path the system refuses (too long, no permission) probes its parents instead
+  while (!probe.empty() && !fs::exists(probe, ec) && probe.has_parent_path() && probe != probe.parent_path()) probe = probe.parent_path();
   struct statvfs st {};
   if (::statvfs(probe.empty() ? "." : probe.c_str(), &st) == 0) {
     const std::uint64_t free = static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize;
     const std::uint64_t size = static_cast<std::uint64_t>(st.f_blocks) * st.f_frsize;
-    m.devices.push_back({Device::disk(), "disk (" + fs::absolute(probe).string() + ")", size, free, 0, false});
+    const fs::path shown = fs::absolute(probe, ec);
+    m.devices.push_back({Device::disk(), "disk (" + (ec ? probe : shown).string() + ")", size, free, 0, false});
   }
   return m;
 }
