@@ -330,6 +330,14 @@ void serve_pipeline(Model& model, const PipelineOptions& options) {
       if (!last) group.send(packed, next, "the cache size");
       continue;
     }
+    // Checked before anything is allocated for it.
+    if (head.width != m.config.hidden_size)
+      throw Error("rank " + std::to_string(previous) + " sends hidden states of " + std::to_string(head.width) + " features; this model has " +
+                  std::to_string(m.config.hidden_size));
+    const std::int64_t context = m.config.max_position_embeddings;
+    if (head.past > context || head.positions > context - head.past)
+      throw Error("rank " + std::to_string(previous) + " sends " + std::to_string(head.positions) + " positions from position " +
+                  std::to_string(head.past) + ", beyond max_position_embeddings " + std::to_string(context));
     at::Tensor hidden = at::empty({head.positions, head.width}, at::TensorOptions().dtype(head.dtype));
     group.recv(hidden, previous, "the hidden state");
     if (head.kind == Kind::Echo) {  // the messages of a step, without its layers
@@ -341,16 +349,10 @@ void serve_pipeline(Model& model, const PipelineOptions& options) {
       }
       continue;
     }
-    if (head.width != m.config.hidden_size)
-      throw Error("rank " + std::to_string(previous) + " sent hidden states of " + std::to_string(head.width) + " features; this model has " +
-                  std::to_string(m.config.hidden_size));
     if (head.past == 0) m.cache->clear();  // a new sequence
     if (m.cache->length() != head.past)
       throw Error("rank " + std::to_string(options.rank) + " has cached " + std::to_string(m.cache->length()) +
                   " tokens, but the step starts at position " + std::to_string(head.past));
-    if (head.past + head.positions > m.config.max_position_embeddings)
-      throw Error("the step reaches position " + std::to_string(head.past + head.positions) + ", beyond max_position_embeddings " +
-                  std::to_string(m.config.max_position_embeddings));
     at::Tensor out;
     try {
       out = m.transformer->forward(hidden, m.cache.get(), head.all_positions).to(at::kCPU).contiguous();
