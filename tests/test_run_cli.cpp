@@ -14,12 +14,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::vector<std::int64_t> ids_of(const std::string& text) {
-  std::vector<std::int64_t> ids;
-  std::istringstream in(text);
-  for (std::int64_t v; in >> v;) ids.push_back(v);
-  return ids;
-}
+using testkit::ids_of;
 
 nlohmann::json expected() { return testkit::read_json(testkit::demo_dir() / "expected_greedy.json"); }
 

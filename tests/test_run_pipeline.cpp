@@ -22,12 +22,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::vector<std::int64_t> ids_of(const std::string& text) {
-  std::vector<std::int64_t> ids;
-  std::istringstream in(text);
-  for (std::int64_t v; in >> v;) ids.push_back(v);
-  return ids;
-}
+using testkit::ids_of;
 
 // A CPU-only host: `cpu` bounds its budget (forcing "disk" when small).
 nlohmann::json host(const std::string& name, const std::string& cpu = "") {

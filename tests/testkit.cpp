@@ -3,6 +3,7 @@
 #include <QProcess>
 #include <fstream>
 #include <random>
+#include <sstream>
 
 #include "error.hpp"
 
@@ -52,6 +53,13 @@ TempDir::TempDir() {
 TempDir::~TempDir() {
   std::error_code ec;
   fs::remove_all(path_, ec);
+}
+
+std::vector<std::int64_t> ids_of(const std::string& text) {
+  std::vector<std::int64_t> ids;
+  std::istringstream in(text);
+  for (std::int64_t v; in >> v;) ids.push_back(v);
+  return ids;
 }
 
 CommandResult run_cli(const std::vector<std::string>& args, const std::string& stdin_text) {

@@ -41,6 +41,9 @@ struct CommandResult {
 };
 CommandResult run_cli(const std::vector<std::string>& args, const std::string& stdin_text = {});
 
+// The token ids printed as `run --output ids` prints them (space-separated).
+std::vector<std::int64_t> ids_of(const std::string& text);
+
 // The message of the devicemap::Error that `f` throws; "" when it throws none.
 std::string error_of(const std::function<void()>& f);
 bool contains(const std::string& haystack, const std::string& needle);
