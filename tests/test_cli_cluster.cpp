@@ -54,10 +54,10 @@ class CliClusterTest : public QObject {
     auto r = testkit::run_cli({"plan", long_name});
     QCOMPARE(r.code, 1);
     QVERIFY2(testkit::contains(r.err, ": cannot be read: File name too long") && !testkit::contains(r.err, "internal error"), r.err.c_str());
-    r = testkit::run_cli({"plan", "catalog:llama-3.1-8b", "--cluster", "2x8x80gb", "-o", "/tmp/" + long_name});
+    r = testkit::run_cli({"plan", "catalog:llama-3.1-8b", "--cluster", "2x8x80gb", "-o", (std::filesystem::temp_directory_path() / long_name).string()});
     QCOMPARE(r.code, 1);
     QVERIFY2(testkit::contains(r.err, "cannot create the folder") && !testkit::contains(r.err, "internal error"), r.err.c_str());
-    r = testkit::run_cli({"plan", "catalog:llama-3.1-8b", "--offload-folder", "/tmp/" + long_name, "--format", "json"});
+    r = testkit::run_cli({"plan", "catalog:llama-3.1-8b", "--offload-folder", (std::filesystem::temp_directory_path() / long_name).string(), "--format", "json"});
     QVERIFY2(r.code == 0, r.err.c_str());  // the disk free is read where the folder would be
   }
 
