@@ -220,6 +220,30 @@ class TestRunPipeline : public QObject {
     }
   }
 
+  // Ranks that hold parts of different models (here the demo's 5 layers and a random model's 6) are
+  // told so by rank 0 as they connect, each with the same reason, before any step runs.
+  void stagesThatDoNotJoinAreRefused() {
+    testkit::TempDir dir;
+    const fs::path other = make_random(dir, "m", {{"model_type", "llama"}, {"hidden_size", 64}, {"intermediate_size", 96},
+                                                  {"num_hidden_layers", 6}, {"num_attention_heads", 4}, {"num_key_value_heads", 2},
+                                                  {"vocab_size", 300}, {"max_position_embeddings", 256}, {"bos_token_id", 1}});
+    const fs::path cluster = write_cluster(dir, "c.json", {host("a"), host("b")});
+    const std::string master = "127.0.0.1:" + std::to_string(free_port());
+    QProcess rank1;
+    rank1.start(QString::fromUtf8(DEVICEMAP_CLI),
+                qargs({"run", other.string(), "--cluster", cluster.string(), "--rank", "1", "--master", master, "--connect-timeout", "60"}));
+    QVERIFY(rank1.waitForStarted(30000));
+    const auto r0 = testkit::run_cli({"run", testkit::demo_dir().string(), "--cluster", cluster.string(), "--rank", "0", "--master", master,
+                                      "--connect-timeout", "60", "--prompt-ids", "1", "--output", "ids"});
+    QVERIFY(rank1.waitForFinished(60000));
+    const std::string reason = "the pipeline's stages disagree: rank 1 holds another model than rank 0 (layers 6 against 5)";
+    QCOMPARE(r0.code, 1);
+    QVERIFY2(testkit::contains(r0.err, reason) && r0.out.empty(), r0.err.c_str());
+    const std::string err1 = rank1.readAllStandardError().toStdString();
+    QCOMPARE(rank1.exitCode(), 1);
+    QVERIFY2(testkit::contains(err1, reason), err1.c_str());
+  }
+
   // bench generate --cluster: the pipeline's speed against one process, and a step's messages alone,
   // which take part of a pipeline step's time (no timing is asserted beyond that ordering).
   void benchReportsThePipelineAgainstOneProcess() {

@@ -53,9 +53,7 @@ Cluster read_cluster_flag(const Args& args) {
   return load_cluster(cluster_file);
 }
 
-StagePlan plan_cluster_stages(const Args& args, const Skeleton& skeleton, const Cluster& cluster) {
-  const PlanningRequest req = read_planning_flags(args, skeleton);
-  const PlanOptions& o = req.options;
+StagePlan plan_cluster_stages(const Skeleton& skeleton, const Cluster& cluster, const PlanOptions& o) {
   return plan_stages(skeleton, cluster, o, {o.dtype, o.flavor, 0, false, o.quantization});
 }
 
@@ -64,7 +62,7 @@ int plan_cluster(Invocation& inv, const Args& args, const std::string& model_arg
   const Cluster cluster = read_cluster_flag(args);
   const PlanningRequest req = read_planning_flags(args, model.skeleton);
   const PlanOptions& o = req.options;
-  const StagePlan plan = plan_cluster_stages(args, model.skeleton, cluster);
+  const StagePlan plan = plan_cluster_stages(model.skeleton, cluster, o);
   const VllmLaunch vllm = vllm_launch(plan, cluster, vllm_model_name(model_arg), o);
   std::vector<DeviceMap> maps;
   for (const auto& st : plan.stages) maps.push_back(host_device_map(model.skeleton, st));

@@ -12,9 +12,9 @@ namespace devicemap::cli {
 // --cluster FILE (or a bundled cluster's name); throws devicemap::Error for flags the hosts' own
 // budgets replace (--profile, --max-memory, --pin).
 Cluster read_cluster_flag(const Args& args);
-// The stages of `skeleton` across `cluster` with the planning flags (--dtype, --strategy, …): the plan
-// every rank of `devicemap run --cluster` makes alike.
-StagePlan plan_cluster_stages(const Args& args, const Skeleton& skeleton, const Cluster& cluster);
+// The stages of `skeleton` across `cluster` with the planning flags' options (--dtype, --strategy, …):
+// the plan every rank of `devicemap run --cluster` makes alike.
+StagePlan plan_cluster_stages(const Skeleton& skeleton, const Cluster& cluster, const PlanOptions& options);
 
 int plan_cluster(Invocation& inv, const Args& args, const std::string& model_arg, const ModelSource& model);
 

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "cli/plan_cluster.hpp"
+#include "cli/plan_flags.hpp"
 #include "error.hpp"
 #include "plan/stage_plan.hpp"
 
@@ -59,7 +60,7 @@ ClusterRank cluster_rank(const Args& args, const Skeleton& skeleton) {
   if (!r.local && (!args.get("rank") || !args.get("master")))
     throw Error("--cluster needs --rank R and --master HOST:PORT on every host (or --local for every rank on this machine)");
   const Cluster cluster = read_cluster_flag(args);
-  const StagePlan plan = plan_cluster_stages(args, skeleton, cluster);
+  const StagePlan plan = plan_cluster_stages(skeleton, cluster, read_planning_flags(args, skeleton).options);
   r.ranks = plan.stages.size();
   const std::uint64_t rank = args.get_u64("rank", 0);
   if (rank >= r.ranks)

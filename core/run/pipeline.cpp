@@ -171,7 +171,7 @@ class Group {
         for (int r = 0; r < world_ && verdict.empty(); ++r) {
           const auto s = nlohmann::json::parse(store_text(*store_, "devicemap/stage/" + std::to_string(r)));
           for (const char* key : {"layers", "model_type", "hidden_size", "vocab_size"})
-            if (s[key] != stage[key])
+            if (verdict.empty() && s[key] != stage[key])  // the first difference
               verdict = "rank " + std::to_string(r) + " holds another model than rank 0 (" + key + " " + s[key].dump() + " against " +
                         stage[key].dump() + ")";
           if (verdict.empty() && s["first_layer"].get<std::int64_t>() != expected_first)
@@ -219,35 +219,21 @@ class FirstStage final : public StageLink {
   }
 
   at::Tensor run_rest(const at::Tensor& hidden, std::int64_t past, bool all_positions) override {
-    const at::Tensor h = hidden.to(at::kCPU).contiguous();
     Header head;
-    head.positions = h.size(0);
     head.past = past;
     head.all_positions = all_positions;
-    head.dtype = h.scalar_type();
-    head.width = h.size(1);
-    group_.send(head.pack(), 1, "a step");
-    group_.send(h, 1, "the hidden state");
-    at::Tensor logits = at::empty({all_positions ? head.positions : 1, vocab_}, at::TensorOptions().dtype(at::kFloat));
-    group_.recv(logits, group_.world() - 1, "the logits");
-    return logits;
+    return step(head, hidden);
   }
 
-  // A step's messages without its layers: the hidden state passed rank to rank as it is, logits back.
+  // A step's messages without its layers: one token's hidden state passed rank to rank as it is, logits back.
   double echo_seconds(int rounds) {
-    const at::Tensor h = at::zeros({1, width_}, at::TensorOptions().dtype(dtype_));
     Header head;
     head.kind = Kind::Echo;
-    head.positions = 1;
-    head.dtype = dtype_;
-    head.width = width_;
-    at::Tensor logits = at::empty({1, vocab_}, at::TensorOptions().dtype(at::kFloat));
+    const at::Tensor h = at::zeros({1, width_}, at::TensorOptions().dtype(dtype_));
     double best = 0;
     for (int r = 0; r < std::max(1, rounds); ++r) {
       const auto start = std::chrono::steady_clock::now();
-      group_.send(head.pack(), 1, "a step");
-      group_.send(h, 1, "the hidden state");
-      group_.recv(logits, group_.world() - 1, "the logits");
+      step(head, h);
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (r == 0 || s < best) best = s;
     }
@@ -262,6 +248,19 @@ class FirstStage final : public StageLink {
   }
 
  private:
+  // Sends `hidden` headed by `head` (its shape and dtype filled in) to rank 1; the last rank's logits.
+  at::Tensor step(Header head, const at::Tensor& hidden) {
+    const at::Tensor h = hidden.to(at::kCPU).contiguous();
+    head.positions = h.size(0);
+    head.dtype = h.scalar_type();
+    head.width = h.size(1);
+    group_.send(head.pack(), 1, "a step");
+    group_.send(h, 1, "the hidden state");
+    at::Tensor logits = at::empty({head.all_positions ? head.positions : 1, vocab_}, at::TensorOptions().dtype(at::kFloat));
+    group_.recv(logits, group_.world() - 1, "the logits");
+    return logits;
+  }
+
   Group group_;
   std::int64_t vocab_;
   std::int64_t width_;
