@@ -20,6 +20,7 @@
 #include "kernels/codes4.hpp"
 #include "model/model_source.hpp"
 #include "plan/device_map.hpp"
+#include "run/load_plan.hpp"
 #include "run/model.hpp"
 #include "run/rope.hpp"
 #include "testkit.hpp"
@@ -132,9 +133,9 @@ class RandomLlama {
           add(moe_prefix(b) + "shared_expert_gate.weight", {1, E}, 1.0f / std::sqrt(float(E)));
         }
       } else {
-        linear(b + "mlp.gate_proj", F, E, c_.mlp_bias);
-        linear(b + "mlp.up_proj", F, E, c_.mlp_bias);
-        linear(b + "mlp.down_proj", E, F, c_.mlp_bias);
+        linear(b + "mlp.gate_proj", inner(), E, c_.mlp_bias);
+        linear(b + "mlp.up_proj", inner(), E, c_.mlp_bias);
+        linear(b + "mlp.down_proj", E, inner(), c_.mlp_bias);
       }
     }
     add("model.norm.weight", {E}, 0.1f, norm_offset);
@@ -164,10 +165,11 @@ class RandomLlama {
     shapes_[name] = {rows, cols};
   }
 
-  // A GPTQ Linear packed as AutoGPTQ's pack() does (4 bits, lowest bits first, zeros stored minus one),
-  // with integer levels, zeros and power-of-two scales chosen here; the reference keeps the dense
-  // weight scale · (level − zero) it stands for.
+  // A GPTQ Linear packed as AutoGPTQ's pack() does (2, 4 or 8 bits, 32/bits values to an int32 word,
+  // lowest bits first; zeros stored minus one), with integer levels, zeros and power-of-two scales
+  // chosen here; the reference keeps the dense weight scale · (level − zero) it stands for.
   void quantized(const std::string& name, int out, int in, std::mt19937& rng) {
+    const int bits = c_.gptq->bits, per = 32 / bits, levels = 1 << bits;
     const int group_size = static_cast<int>(c_.gptq->group_size), groups = (in + group_size - 1) / group_size;
     std::vector<int> order(static_cast<std::size_t>(in));
     std::iota(order.begin(), order.end(), 0);
@@ -176,9 +178,10 @@ class RandomLlama {
     for (int i = 0; i < in; ++i) g_idx[i] = order[i] / group_size;
     std::vector<int> level(static_cast<std::size_t>(in * out)), zero(static_cast<std::size_t>(groups * out));
     std::vector<std::uint16_t> scale(static_cast<std::size_t>(groups * out));
-    for (auto& l : level) l = static_cast<int>(rng() % 16);
-    for (auto& z : zero) z = 1 + static_cast<int>(rng() % 15);
-    for (auto& sc : scale) sc = to_f16(float(1 + rng() % 64) / 4096.0f);
+    for (auto& l : level) l = static_cast<int>(rng() % levels);
+    for (auto& z : zero) z = 1 + static_cast<int>(rng() % (levels - 1));
+    // Scales keep level · scale about as large whatever the width (the 4-bit ones: 1/4096 … 1/64).
+    for (auto& sc : scale) sc = to_f16(float(1 + rng() % 64) / 4096.0f * 16.0f / float(levels));
     std::vector<float> dense(static_cast<std::size_t>(out * in));
     for (int o = 0; o < out; ++o)
       for (int i = 0; i < in; ++i) {
@@ -187,18 +190,18 @@ class RandomLlama {
       }
     w_[name + ".weight"] = dense;
     dense_shapes_[name + ".weight"] = {out, in};
-    std::vector<std::int32_t> qweight(static_cast<std::size_t>(in / 8 * out), 0), qzeros(static_cast<std::size_t>(groups * out / 8), 0);
-    for (int r = 0; r < in / 8; ++r)
+    std::vector<std::int32_t> qweight(static_cast<std::size_t>(in / per * out), 0), qzeros(static_cast<std::size_t>(groups * out / per), 0);
+    for (int r = 0; r < in / per; ++r)
       for (int o = 0; o < out; ++o)
-        for (int j = 0; j < 8; ++j)
-          qweight[r * out + o] |= static_cast<std::int32_t>(static_cast<std::uint32_t>(level[(r * 8 + j) * out + o]) << (4 * j));
+        for (int j = 0; j < per; ++j)
+          qweight[r * out + o] |= static_cast<std::int32_t>(static_cast<std::uint32_t>(level[(r * per + j) * out + o]) << (bits * j));
     for (int g = 0; g < groups; ++g)
-      for (int col = 0; col < out / 8; ++col)
-        for (int j = 0; j < 8; ++j)
-          qzeros[g * (out / 8) + col] |=
-              static_cast<std::int32_t>(static_cast<std::uint32_t>(zero[g * out + col * 8 + j] - 1) << (4 * j));
-    raw_[name + ".qweight"] = {DType::I32, {in / 8, out}, bytes_of(qweight)};
-    raw_[name + ".qzeros"] = {DType::I32, {groups, out / 8}, bytes_of(qzeros)};
+      for (int col = 0; col < out / per; ++col)
+        for (int j = 0; j < per; ++j)
+          qzeros[g * (out / per) + col] |=
+              static_cast<std::int32_t>(static_cast<std::uint32_t>(zero[g * out + col * per + j] - 1) << (bits * j));
+    raw_[name + ".qweight"] = {DType::I32, {in / per, out}, bytes_of(qweight)};
+    raw_[name + ".qzeros"] = {DType::I32, {groups, out / per}, bytes_of(qzeros)};
     raw_[name + ".scales"] = {DType::F16, {groups, out}, bytes_of(scale)};
     raw_[name + ".g_idx"] = {DType::I32, {in}, bytes_of(g_idx)};
   }
@@ -414,7 +417,7 @@ class RandomLlama {
             for (int e = 0; e < E; ++e) down[e] += g * y[e];
           }
         } else {
-          down = gated(x, b + "mlp.gate_proj", b + "mlp.up_proj", b + "mlp.down_proj", F);
+          down = gated(x, b + "mlp.gate_proj", b + "mlp.up_proj", b + "mlp.down_proj", inner());
         }
         if (sandwich()) down = rms_norm(down, b + "post_feedforward_layernorm.weight");
         for (int e = 0; e < E; ++e) h[p][e] += down[e];
@@ -490,6 +493,7 @@ class RandomLlama {
   int experts() const {
     return variant_.config.value(mixtral() ? "num_local_experts" : "num_experts", 0);
   }
+  int inner() const { return static_cast<int>(c_.intermediate_size); }  // F unless the variant says otherwise
   int expert_inner() const { return mixtral() ? F : variant_.config.value("moe_intermediate_size", 0); }
   int shared_inner() const { return variant_.config.value("shared_expert_intermediate_size", 0); }
   bool sparse(int layer) const {
@@ -702,13 +706,17 @@ class TestRunLlama : public QObject {
       QTest::newRow(fp4_nested ? "bitsandbytes 4-bit fp4, double quant" : "bitsandbytes 4-bit nf4")
           << QString::fromStdString(bnb4.dump()) << true;
     }
-    for (const bool desc_act : {false, true}) {
-      auto gptq = base_config("llama");
-      gptq["torch_dtype"] = "float16";
-      // 16-row groups: 72 input rows of the MLP's down projection leave a last, partial group.
-      gptq["quantization_config"] = {{"quant_method", "gptq"}, {"bits", 4}, {"group_size", 16}, {"desc_act", desc_act}};
-      QTest::newRow(desc_act ? "gptq 4-bit, act order" : "gptq 4-bit") << QString::fromStdString(gptq.dump()) << true;
-    }
+    for (const int bits : {2, 4, 8})
+      for (const bool desc_act : {false, true}) {
+        auto gptq = base_config("llama");
+        gptq["torch_dtype"] = "float16";
+        // 16-row groups: 72 input rows of the MLP's down projection leave a last, partial group. 2 bits
+        // put 16 values in a word, so the MLP is 80 wide there and groups of 32 leave the partial one.
+        if (bits == 2) gptq["intermediate_size"] = 80;
+        gptq["quantization_config"] = {{"quant_method", "gptq"}, {"bits", bits}, {"group_size", bits == 2 ? 32 : 16}, {"desc_act", desc_act}};
+        const std::string row = "gptq " + std::to_string(bits) + "-bit" + (desc_act ? ", act order" : "");
+        QTest::newRow(row.c_str()) << QString::fromStdString(gptq.dump()) << true;
+      }
     auto awq = base_config("llama");
     awq["torch_dtype"] = "float16";
     awq["quantization_config"] = {{"quant_method", "awq"}, {"bits", 4}, {"group_size", 24}, {"zero_point", true}, {"version", "GEMM"}};
@@ -765,10 +773,10 @@ class TestRunLlama : public QObject {
       QVERIFY(s.find_tensor("model.layers.0.self_attn.q_proj.SCB") < 0);
       QVERIFY(s.find_tensor("model.layers.0.self_attn.q_proj.weight.absmax") < 0);
     }
-    // Quantized layers in RAM (block 0: bitsandbytes, GPTQ and AWQ 4-bit) are read by the decode kernels
-    // as codes or int8 rows; block 1's stay on "disk".
+    // Quantized layers in RAM (block 0: bitsandbytes, GPTQ at each width, AWQ) are read by the decode
+    // kernels as codes or int8 rows; block 1's stay on "disk".
     const auto quant = variant.config.value("quantization_config", json::object());
-    if (quant.value("load_in_4bit", false) || quant.value("load_in_8bit", false) || quant.value("bits", 0) == 4)
+    if (quant.value("load_in_4bit", false) || quant.value("load_in_8bit", false) || quant.contains("bits"))
       QCOMPARE(report.packed_linears, std::size_t{7});
     else
       QCOMPARE(report.packed_linears, std::size_t{0});
@@ -792,6 +800,58 @@ class TestRunLlama : public QObject {
     for (std::size_t p = 4; p < seq.size(); ++p) {
       const Logits step = model.forward(seq.subspan(p, 1));
       QVERIFY(max_error(step.row(0), reference[p]) < 1e-4);
+    }
+  }
+
+  void packedLayersExpandForLongPrompts() {
+    // A prompt of more than kPackedPromptRows rows runs each packed Linear expanded to float32 for
+    // LibTorch's product (8-bit GPTQ: both planes of nibbles): the logits of every position against
+    // the reference's dense weights, all layers on "cpu" so that every one is packed.
+    const std::vector<std::pair<std::string, json>> formats = {
+        {"bitsandbytes 8-bit", {{"quant_method", "bitsandbytes"}, {"load_in_8bit", true}}},
+        {"bitsandbytes nf4", {{"quant_method", "bitsandbytes"}, {"load_in_4bit", true}, {"bnb_4bit_quant_type", "nf4"}}},
+        {"gptq 2-bit", {{"quant_method", "gptq"}, {"bits", 2}, {"group_size", 32}, {"desc_act", false}}},
+        {"gptq 4-bit act order", {{"quant_method", "gptq"}, {"bits", 4}, {"group_size", 16}, {"desc_act", true}}},
+        {"gptq 8-bit", {{"quant_method", "gptq"}, {"bits", 8}, {"group_size", 16}, {"desc_act", false}}},
+        {"gptq 8-bit act order", {{"quant_method", "gptq"}, {"bits", 8}, {"group_size", 16}, {"desc_act", true}}},
+        {"awq 4-bit gemm", {{"quant_method", "awq"}, {"bits", 4}, {"group_size", 24}, {"zero_point", true}, {"version", "gemm"}}},
+    };
+    std::vector<std::int64_t> sequence;
+    for (int i = 0; i < 70; ++i) sequence.push_back((3 + i * 7) % V);
+    for (const auto& [what, quantization] : formats) {
+      auto config = base_config("llama");
+      config["torch_dtype"] = "float16";
+      config["max_position_embeddings"] = 128;
+      config["quantization_config"] = quantization;
+      if (quantization.value("bits", 4) == 2) config["intermediate_size"] = 80;  // 16 values to a word
+      testkit::TempDir dir;
+      const RandomLlama data(Variant{config, true}, 13);
+      data.write(dir.path());
+      const auto reference = data.forward(sequence);
+      Model model = Model::load(dir.path(), DeviceMap({{"", Device::cpu()}}));
+      QVERIFY2(model.load_report().packed_linears == 14, what.c_str());
+      if (quantization["quant_method"] == "gptq") {
+        // What the packed GPTQ layers hold, worked out here: codes of 4 bits (two planes at 8 bits), a
+        // float32 scale and offset per group (8 bits: the low plane's scale too), act order's gather.
+        const int bits = quantization["bits"], group = quantization["group_size"], inner = config["intermediate_size"];
+        const std::uint64_t planes = bits == 8 ? 2 : 1;
+        std::uint64_t expected = 0;
+        for (const auto [out, in] : std::vector<std::pair<int, int>>{{H * D, E}, {KVH * D, E}, {KVH * D, E}, {E, H * D}, {inner, E}, {inner, E}, {E, inner}}) {
+          const std::uint64_t groups = std::uint64_t(in + group - 1) / std::uint64_t(group);
+          expected += planes * std::uint64_t(out * in / 2) + (planes + 1) * groups * std::uint64_t(out) * 4 +
+                      (quantization["desc_act"] ? std::uint64_t(in) * 8 : 0);
+        }
+        QCOMPARE(model.load_report().packed_bytes, L * expected);
+        // The load's plan counts that RAM (the words' mapping is dropped once they are repacked).
+        const LoadPlan plan = plan_load(Checkpoint::open(dir.path()), ModelConfig::from_json(config), DeviceMap({{"", Device::cpu()}}), {});
+        QVERIFY2(plan.allocated.at(Device::cpu()) >= L * expected, what.c_str());
+        QVERIFY2(plan.allocated.at(Device::cpu()) < L * expected + 64 * 1024, what.c_str());
+      }
+      const Logits rows = model.evaluate(sequence);
+      for (std::size_t p = 0; p < sequence.size(); ++p) {
+        const double err = max_error(rows.row(std::int64_t(p)), reference[p]);
+        QVERIFY2(err < 1e-4, (what + ", position " + std::to_string(p) + ": " + std::to_string(err)).c_str());
+      }
     }
   }
 
@@ -831,6 +891,8 @@ class TestRunLlama : public QObject {
          {{"quant_method", "bitsandbytes"}, {"load_in_4bit", true}, {"bnb_4bit_quant_type", "fp4"}, {"bnb_4bit_use_double_quant", true}}},
         {"bitsandbytes 8-bit", {{"quant_method", "bitsandbytes"}, {"load_in_8bit", true}}},
         {"gptq 4-bit act order", {{"quant_method", "gptq"}, {"bits", 4}, {"group_size", 16}, {"desc_act", true}}},
+        {"gptq 2-bit", {{"quant_method", "gptq"}, {"bits", 2}, {"group_size", 32}, {"desc_act", false}}},
+        {"gptq 8-bit act order", {{"quant_method", "gptq"}, {"bits", 8}, {"group_size", 16}, {"desc_act", true}}},
         {"awq 4-bit gemm", {{"quant_method", "awq"}, {"bits", 4}, {"group_size", 24}, {"zero_point", true}, {"version", "gemm"}}},
     };
     for (const auto& [what, quantization] : formats) {
@@ -838,20 +900,28 @@ class TestRunLlama : public QObject {
       auto config = base_config("llama");
       config["torch_dtype"] = "float16";
       config["quantization_config"] = quantization;
+      if (quantization.value("bits", 4) == 2) config["intermediate_size"] = 80;  // 16 values to a word
+      config["max_position_embeddings"] = 128;
       const RandomLlama made(Variant{config, true}, 8);
       made.write(quantized.path());
       made.write_dequantized(dense.path());
       std::ofstream(quantized / "map.json") << R"({"model.embed_tokens": "cpu", "model.layers.0": "cpu", "model.layers.1": "disk",
                                                    "model.norm": "cpu", "lm_head": "cpu"})";
-      const auto ids = [&](const fs::path& dir) {
+      // A prompt longer than kPackedPromptRows expands the packed layers for LibTorch's product.
+      std::string long_prompt = "3";
+      for (int i = 1; i < 70; ++i) long_prompt += "," + std::to_string(i * 7 % V);
+      const auto ids = [&](const fs::path& dir, const std::string& prompt, const char* tokens) {
         const auto r = testkit::run_cli({"run", dir.string(), "--device-map", (quantized / "map.json").string(), "--prompt-ids",
-                                         "3,14,15,9", "--max-new-tokens", "24", "--greedy", "--output", "ids"});
+                                         prompt, "--max-new-tokens", tokens, "--greedy", "--output", "ids"});
         if (r.code != 0) return "exit " + std::to_string(r.code) + ": " + r.err;
         return r.out;
       };
-      const std::string got = ids(quantized.path()), expected = ids(dense.path());
+      const std::string got = ids(quantized.path(), "3,14,15,9", "24"), expected = ids(dense.path(), "3,14,15,9", "24");
       QVERIFY2(expected.rfind("3 14 15 9 ", 0) == 0, (what + ": " + expected).c_str());
       QVERIFY2(got == expected, (what + ": " + got + " against " + expected).c_str());
+      const std::string got_long = ids(quantized.path(), long_prompt, "8"), expected_long = ids(dense.path(), long_prompt, "8");
+      QVERIFY2(expected_long.rfind("3 7 14 ", 0) == 0, (what + ": " + expected_long).c_str());
+      QVERIFY2(got_long == expected_long, (what + ", 70-token prompt: " + got_long + " against " + expected_long).c_str());
     }
     // --quantize on the command line: a float checkpoint runs quantized (the --stats line says so); a
     // quantized one, or an unknown method, is refused.

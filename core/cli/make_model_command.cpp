@@ -1,5 +1,5 @@
 // devicemap make-model OUT_DIR --catalog NAME | --config FILE [--layers N] [--dtype D] [--seed S] [--shard-size SIZE]
-//                      [--quantize bnb8|nf4|fp4|gptq4|awq4]
+//                      [--quantize bnb8|nf4|fp4|gptq2|gptq4|gptq8|awq4]
 #ifdef DEVICEMAP_HAVE_RUN_COMMANDS  // built with the running layer only
 #include <filesystem>
 #include <iostream>
@@ -29,7 +29,7 @@ const char* const kUsage =
     "  --shard-size SIZE     largest shard, e.g. 2GB (default 5GB, as transformers)\n"
     "  --quantize FORMAT     write the block Linears quantized, as these tools save them:\n"
     "                        bnb8 (bitsandbytes LLM.int8), nf4 / fp4 (bitsandbytes 4-bit, blocks of 64),\n"
-    "                        gptq4 (GPTQ 4-bit, groups of 128), awq4 (AutoAWQ GEMM, groups of 128)\n"
+    "                        gptq2 / gptq4 / gptq8 (GPTQ, groups of 128), awq4 (AutoAWQ GEMM, groups of 128)\n"
     "  --force               write into a folder that already has a config.json\n";
 
 }  // namespace
@@ -64,12 +64,12 @@ int make_model_command(Invocation& inv) {
       config["quantization_config"] = {{"quant_method", "bitsandbytes"}, {"load_in_8bit", true}};
     else if (*q == "nf4" || *q == "fp4")
       config["quantization_config"] = {{"quant_method", "bitsandbytes"}, {"load_in_4bit", true}, {"bnb_4bit_quant_type", *q}};
-    else if (*q == "gptq4")
-      config["quantization_config"] = {{"quant_method", "gptq"}, {"bits", 4}, {"group_size", 128}, {"desc_act", false}};
+    else if (*q == "gptq2" || *q == "gptq4" || *q == "gptq8")
+      config["quantization_config"] = {{"quant_method", "gptq"}, {"bits", *q == "gptq2" ? 2 : *q == "gptq4" ? 4 : 8}, {"group_size", 128}, {"desc_act", false}};
     else if (*q == "awq4")
       config["quantization_config"] = {{"quant_method", "awq"}, {"bits", 4}, {"group_size", 128}, {"zero_point", true}, {"version", "gemm"}};
     else
-      throw Error("--quantize: '" + *q + "' is not bnb8, nf4, fp4, gptq4 or awq4");
+      throw Error("--quantize: '" + *q + "' is not bnb8, nf4, fp4, gptq2, gptq4, gptq8 or awq4");
   }
   RandomCheckpointOptions o;
   if (auto d = args.get("dtype")) {

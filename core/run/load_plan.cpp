@@ -106,6 +106,21 @@ std::vector<std::int64_t> parts_of(const ModelConfig& config, const std::vector<
   return parts;
 }
 
+// RAM a GPTQ layer resident on the CPU takes once repacked for the decode kernels (run/packed_linear.hpp):
+// rows of 4-bit codes (2-bit values held as nibbles, 8-bit ones as two planes of them) with a float32
+// scale and offset per group and row (8 bits: the low plane's scales too), and with act order the
+// input's gather. Its words' mapping is dropped after.
+std::uint64_t gptq_packed_bytes(const std::vector<std::int64_t>& qweight_shape, const GptqConfig& gptq) {
+  if (qweight_shape.size() != 2) return 0;
+  const auto in = static_cast<std::uint64_t>(qweight_shape[0]) * static_cast<std::uint64_t>(32 / gptq.bits);
+  const auto out = static_cast<std::uint64_t>(qweight_shape[1]);
+  const std::uint64_t group = gptq.group_size < 0 ? in : static_cast<std::uint64_t>(gptq.group_size);
+  const std::uint64_t groups = group == 0 ? 0 : (in + group - 1) / group;
+  const std::uint64_t planes = gptq.bits == 8 ? 2 : 1;
+  const std::uint64_t order = gptq.desc_act ? in * sizeof(std::int64_t) : 0;  // act order: the input's gather
+  return planes * out * (in / 2) + (planes + 1) * groups * out * sizeof(float) + order;
+}
+
 }  // namespace
 
 LoadPlan plan_load(const Checkpoint& checkpoint, const ModelConfig& config, const DeviceMap& map,
@@ -198,6 +213,8 @@ LoadPlan plan_load(const Checkpoint& checkpoint, const ModelConfig& config, cons
       load.aliases_file = false;
       load.stored_bytes = quantized_bytes(spec.shape[0], spec.shape[1], options.quantize);
       plan.allocated[Device::cpu()] += load.stored_bytes;
+    } else if (config.gptq && placement->is_cpu() && spec.name.ends_with(".qweight")) {
+      plan.allocated[Device::cpu()] += gptq_packed_bytes(spec.shape, *config.gptq);
     } else if (load.aliases_file)
       plan.mapped[*placement] += load.stored_bytes;
     else

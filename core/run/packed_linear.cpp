@@ -29,20 +29,8 @@ kernels::Matrix PackedLinear::matrix() const {
   return m;
 }
 
-at::Tensor PackedLinear::dequantize(bool scratch) const {
-  if (int8) return codes.to(at::kFloat).mul(scale.unsqueeze(1));
-  // Loops over rows on the kernels' pool: a prompt's pass expands every packed layer it runs, so this
-  // must cost about a write of the float32 matrix (tensor ops on the nibbles took ten times as long;
-  // fresh memory for each layer, its page faults as long again).
-  at::Tensor w;
-  if (scratch && !columns.defined()) {
-    thread_local at::Tensor buffer;
-    if (!buffer.defined() || buffer.numel() < out * in) buffer = empty_in_huge_pages({out * in}, at::TensorOptions().dtype(at::kFloat));
-    w = buffer.narrow(0, 0, out * in).view({out, in});
-  } else {
-    w = at::empty({out, in}, at::TensorOptions().dtype(at::kFloat));
-  }
-  float* dst = w.data_ptr<float>();
+void PackedLinear::expand(float* dst, bool add) const {
+  const auto put = [add](float& d, float v) { d = add ? d + v : v; };
   const auto* src = static_cast<const std::uint8_t*>(codes.data_ptr());
   const float* table = layout.table;
   const float* s = layout.scale;
@@ -62,15 +50,32 @@ at::Tensor PackedLinear::dequantize(bool scratch) const {
         const float scale = s[at], shift = o ? o[at] : 0.0f;
         float* d = dst + r * in;
         const std::uint8_t* q = src + r * in / 2;  // in is even: a row starts on a byte
-        if (c % 2 == 1) d[c] = pair[q[c / 2]][1] * scale + shift, ++c;
+        if (c % 2 == 1) put(d[c], pair[q[c / 2]][1] * scale + shift), ++c;
         for (; c + 1 < end; c += 2) {
           const float* v = pair[q[c / 2]];
-          d[c] = v[0] * scale + shift;
-          d[c + 1] = v[1] * scale + shift;
+          put(d[c], v[0] * scale + shift);
+          put(d[c + 1], v[1] * scale + shift);
         }
-        if (c < end) d[c] = pair[q[c / 2]][0] * scale + shift, ++c;
+        if (c < end) put(d[c], pair[q[c / 2]][0] * scale + shift), ++c;
       }
   });
+}
+
+at::Tensor PackedLinear::dequantize(bool scratch) const {
+  if (int8) return codes.to(at::kFloat).mul(scale.unsqueeze(1));
+  // Loops over rows on the kernels' pool: a prompt's pass expands every packed layer it runs, so this
+  // must cost about a write of the float32 matrix (tensor ops on the nibbles took ten times as long;
+  // fresh memory for each layer, its page faults as long again).
+  at::Tensor w;
+  if (scratch && !columns.defined()) {
+    thread_local at::Tensor buffer;
+    if (!buffer.defined() || buffer.numel() < out * in) buffer = empty_in_huge_pages({out * in}, at::TensorOptions().dtype(at::kFloat));
+    w = buffer.narrow(0, 0, out * in).view({out, in});
+  } else {
+    w = at::empty({out, in}, at::TensorOptions().dtype(at::kFloat));
+  }
+  expand(w.data_ptr<float>(), false);
+  if (low) low->expand(w.data_ptr<float>(), true);  // GPTQ 8-bit: 16·high + low
   if (!columns.defined()) return w;
   return at::zeros_like(w).index_copy_(1, columns, w);  // codes' column j is input column columns[j]
 }
@@ -84,17 +89,29 @@ std::vector<at::Tensor> products(const at::Tensor& xf, std::span<const PackedLin
   std::vector<at::Tensor> ys;
   std::vector<kernels::Matrix> matrices;
   std::vector<kernels::Product> work;
-  matrices.reserve(linears.size());
-  for (const auto* l : linears) {
+  std::vector<std::pair<std::size_t, at::Tensor>> lows;  // GPTQ 8-bit's low planes: (linear, its product)
+  std::size_t planes = linears.size();
+  for (const auto* l : linears) planes += l->low ? 1 : 0;
+  matrices.reserve(planes);
+  for (std::size_t i = 0; i < linears.size(); ++i) {
+    const PackedLinear* l = linears[i];
     ys.push_back(at::empty({xf.size(0), l->out}, xf.options()));
     matrices.push_back(l->matrix());
     work.push_back({matrices.back(), ys.back().data_ptr<float>(), static_cast<std::size_t>(l->out)});
   }
+  for (std::size_t i = 0; i < linears.size(); ++i)
+    if (const auto& low = linears[i]->low) {
+      lows.emplace_back(i, at::empty({xf.size(0), low->out}, xf.options()));
+      matrices.push_back(low->matrix());
+      work.push_back({matrices.back(), lows.back().second.data_ptr<float>(), static_cast<std::size_t>(low->out)});
+    }
   const auto rows = static_cast<std::size_t>(xf.size(0)), cols = static_cast<std::size_t>(xf.size(1));
   for (std::size_t r = 0; r < rows; r += kernels::kMaxBatch) {
-    for (std::size_t i = 0; i < work.size(); ++i) work[i].y = ys[i].data_ptr<float>() + r * work[i].y_stride;
+    for (std::size_t i = 0; i < work.size(); ++i)
+      work[i].y = (i < ys.size() ? ys[i] : lows[i - ys.size()].second).data_ptr<float>() + r * work[i].y_stride;
     kernels::matvec(work, xf.data_ptr<float>() + r * cols, std::min(kernels::kMaxBatch, rows - r), cols);
   }
+  for (const auto& [i, y] : lows) ys[i].add_(y);
   for (std::size_t i = 0; i < ys.size(); ++i) {
     if (i < biases.size() && biases[i].defined()) ys[i].add_(biases[i].to(at::kFloat));
     if (dtype != at::kFloat) ys[i] = ys[i].to(dtype);
@@ -125,14 +142,14 @@ std::uint64_t PackedLinear::bytes() const {
   std::uint64_t b = codes.nbytes() + scale.nbytes();
   if (offset.defined()) b += offset.nbytes();
   if (columns.defined()) b += columns.nbytes();
+  if (low) b += low->codes.nbytes() + low->scale.nbytes();  // its columns are these
   return b;
 }
 
 void pack_linears(Weights& weights, const ModelConfig& config) {
   const bool bnb4 = config.bnb && config.bnb->method == Quantization::Method::Bnb4;
-  const bool gptq4 = config.gptq && config.gptq->bits == 4;
   const bool bnb8 = config.bnb && config.bnb->method == Quantization::Method::Bnb8;
-  if (!bnb4 && !bnb8 && !gptq4 && !config.awq) return;
+  if (!bnb4 && !bnb8 && !config.gptq && !config.awq) return;
   const c10::Device cpu(c10::kCPU);
   const auto resident = [&](const std::string& name) {
     const StoredTensor& s = weights.stored(name);
@@ -159,9 +176,9 @@ void pack_linears(Weights& weights, const ModelConfig& config) {
       weights.add_packed(module, pack_awq4(weights.fetch(module + ".qweight", cpu), weights.fetch(module + ".qzeros", cpu),
                                            weights.fetch(module + ".scales", cpu), *config.awq));
       for (const char* part : {".qweight", ".qzeros", ".scales"}) weights.release(module + part);
-    } else if (gptq4 && weights.contains(module + ".qweight") && resident(module + ".qweight")) {
+    } else if (config.gptq && weights.contains(module + ".qweight") && resident(module + ".qweight")) {
       const at::Tensor g_idx = weights.contains(module + ".g_idx") ? weights.fetch(module + ".g_idx", cpu) : at::Tensor();
-      auto packed = pack_gptq4(weights.fetch(module + ".qweight", cpu), weights.fetch(module + ".qzeros", cpu),
+      auto packed = pack_gptq(weights.fetch(module + ".qweight", cpu), weights.fetch(module + ".qzeros", cpu),
                                weights.fetch(module + ".scales", cpu), g_idx, *config.gptq);
       if (!packed) continue;
       weights.add_packed(module, std::move(packed));

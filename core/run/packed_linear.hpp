@@ -3,9 +3,12 @@
 // read, made once when the model loads:
 //   - bitsandbytes 4-bit: the stored codes as they are, absmax in float32 (decoded from its nested state
 //     when double-quantized; run/bnb4.hpp);
-//   - GPTQ 4-bit: the int32 words [in/8, out] repacked into rows of codes [out, in/2], with the group's
-//     scale and −zero·scale as each block's scale and offset; act-order columns are sorted by group so
-//     that a group is one block, and the input is gathered in that order (`columns`);
+//   - GPTQ: the int32 words [in·bits/32, out] repacked into rows of 4-bit codes [out, in/2], with the
+//     group's scale and −zero·scale as each block's scale and offset; act-order columns are sorted by
+//     group so that a group is one block, and the input is gathered in that order (`columns`). 2-bit
+//     values are held as 4-bit codes (twice their stored bytes); 8-bit ones as two planes of nibbles,
+//     q = 16·high + low, the high plane's scale 16·scale and the low plane (`low`) added to it, so that
+//     every width runs on the one 4-bit kernel and 8 bits take the bytes they are stored in;
 //   - AWQ (GEMM layout): the words [in, out/8] likewise, outputs put back in order (run/awq.hpp).
 //   - bitsandbytes 8-bit: the int8 rows as stored, SCB / 127 as each row's scale;
 //   - a float checkpoint quantized on load (LoadOptions::quantize, run/quantize.hpp).
@@ -35,11 +38,16 @@ struct PackedLinear {
   at::Tensor scale, offset;  // float32 per block (per row for int8); offset undefined when none
   at::Tensor columns;        // int64 [in]: codes' column j is input columns[j] (GPTQ act order); else undefined
   kernels::Codes4 layout;    // table, block, row_blocks; its pointers refer to scale and offset
+  // GPTQ 8-bit: the low nibbles, a plane of the same shape, columns and blocks whose product is added
+  // to this one's.
+  std::shared_ptr<const PackedLinear> low;
 
   kernels::Matrix matrix() const;
   // W [out, in] in float32, columns in the input's order; with `scratch`, in one buffer per thread that
   // the next such call overwrites (a prompt's pass expands one layer at a time).
   at::Tensor dequantize(bool scratch = false) const;
+  // This plane's W [out, in] in codes' column order written into `dst` (float32), or added to it.
+  void expand(float* dst, bool add) const;
   // y = x·Wᵀ (+ bias) in x's dtype through the decode kernels, kMaxBatch rows at a time; x [rows, in]
   // on the CPU.
   at::Tensor decode(const at::Tensor& x, const at::Tensor& bias) const;
@@ -56,12 +64,6 @@ constexpr std::int64_t kPackedPromptRows = 64;
 // those whose input is gathered (act order) run one by one.
 std::vector<at::Tensor> decode_together(const at::Tensor& x, std::span<const PackedLinear* const> linears,
                                         std::span<const at::Tensor> biases);
-
-// A 4-bit GPTQ Linear's words as one PackedLinear; nullopt-like (nullptr) when its groups cannot be
-// blocks (act order whose groups are not each group_size columns). Throws devicemap::Error when shapes
-// disagree.
-std::shared_ptr<const PackedLinear> pack_gptq4(const at::Tensor& qweight, const at::Tensor& qzeros, const at::Tensor& scales,
-                                               const at::Tensor& g_idx, const GptqConfig& config);
 
 // Builds the packed forms of every quantized block Linear resident on the CPU and registers them with
 // `weights` (Weights::packed), checking each bitsandbytes 4-bit state wherever it lies.

@@ -142,7 +142,6 @@ RandomCheckpoint write_random_checkpoint(const std::filesystem::path& dir, const
   if (options.dtype != DType::F32 && options.dtype != DType::F16 && options.dtype != DType::BF16)
     throw Error("random checkpoints are float32, float16 or bfloat16");
   const ModelConfig c = ModelConfig::from_json(config, "config");
-  if (c.gptq && c.gptq->bits != 4) throw Error("random GPTQ checkpoints are 4-bit");
   if (c.bnb && c.bnb->double_quant) throw Error("random bitsandbytes 4-bit checkpoints are not double-quantized");
   // Each quantized Linear's [out, in], from the unquantized layout.
   const auto linears = linear_shapes(c);
@@ -155,7 +154,7 @@ RandomCheckpoint write_random_checkpoint(const std::filesystem::path& dir, const
   const auto names = expected_tensors(c);
   std::set<std::string> listed;
   for (const auto& spec : names) listed.insert(spec.name);
-  // The dtype, shape and content of a quantized Linear's parts (GPTQ: random words, zeros 8, one scale;
+  // The dtype, shape and content of a quantized Linear's parts (GPTQ: random words, middle zeros, one scale;
   // bitsandbytes 8-bit: random rows, one row scale; 4-bit: random codes, one absmax, the code table and
   // the JSON state). Floating tensors stay in options.dtype.
   const auto plan_quantized = [&](Planned& p) {
@@ -164,10 +163,15 @@ RandomCheckpoint write_random_checkpoint(const std::filesystem::path& dir, const
     if (n.ends_with(".qweight")) {
       p.dtype = DType::I32, p.content = Content::RandomBytes;
     } else if (n.ends_with(".qzeros")) {
-      const std::uint32_t eights = c.gptq && c.gptq->zero_offset ? 0x77777777u : 0x88888888u;  // zero 8, stored minus one in GPTQ v1
-      p.dtype = DType::I32, p.content = Content::Constant, p.blob = bytes_of(eights);
+      // Zeros at the middle level, 2^(bits − 1), stored minus one in GPTQ v1, 32/bits to a word.
+      const int bits = c.gptq ? c.gptq->bits : 4;
+      const std::uint32_t zero = (1u << (bits - 1)) - (c.gptq && c.gptq->zero_offset ? 1u : 0u);
+      std::uint32_t word = 0;
+      for (int j = 0; j < 32 / bits; ++j) word |= zero << (bits * j);
+      p.dtype = DType::I32, p.content = Content::Constant, p.blob = bytes_of(word);
     } else if (n.ends_with(".scales")) {
-      p.dtype = DType::F16, p.content = Content::Constant, p.blob = bytes_of(to_f16(amplitude / 8));
+      const int bits = c.gptq ? c.gptq->bits : 4;  // levels −2^(bits−1) … 2^(bits−1) − 1 span ±amplitude
+      p.dtype = DType::F16, p.content = Content::Constant, p.blob = bytes_of(to_f16(amplitude / float(1 << (bits - 1))));
     } else if (n.ends_with(".SCB")) {
       p.dtype = DType::F32, p.content = Content::Constant, p.blob = bytes_of(amplitude);
     } else if (n.ends_with(".weight") && listed.count(n.substr(0, n.size() - 7) + ".SCB")) {
