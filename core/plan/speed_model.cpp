@@ -147,17 +147,21 @@ SpeedPrediction predict_decode_speed(const Skeleton& s, const DeviceMap& map, co
     // Packed quantized Linears run at the packed kernels' own rate (when known), per weight.
     const bool words = packed_bits > 0 && weights.dtype == DType::I32 && weights.name.ends_with(".qweight");
     const bool bnb = in.quantization && weights.shape.size() == 2 && quantized_module(s, weights.module, not_converted);
+    double read_bytes = bytes;
     if (words) {
-      elements *= 32.0 / packed_bits;
-      if (packed_bits == 4) rate = machine.cpu_gflops_4bit;
+      // The runner holds every width as 4-bit codes (run/packed_linear.hpp): a 2-bit value takes a nibble
+      // (twice its stored bytes, read from RAM), an 8-bit one two nibbles; the kernel's rate is per nibble.
+      elements *= 32.0 / packed_bits * (packed_bits == 8 ? 2 : 1);
+      if (packed_bits == 2 && exec.is_cpu() && home->is_cpu()) read_bytes = 2 * bytes;
+      rate = machine.cpu_gflops_4bit;
     } else if (bnb) {
       rate = in.quantization->method == Quantization::Method::Bnb8 ? machine.cpu_gflops_int8 : machine.cpu_gflops_4bit;
     }
     const double flop_seconds = exec.is_cpu() && rate > 0 ? 2.0 * elements / (rate * 1e9) : 0;
-    if (exec.is_cpu() && rate <= 0) ((words && packed_bits == 4) || bnb ? packed_unknown : compute_unknown) = true;
+    if (exec.is_cpu() && rate <= 0) (words || bnb ? packed_unknown : compute_unknown) = true;
     // A routed expert is read only by the tokens its router picks: per token, top_k of the experts.
     const double share = t.name.find(".experts.") != std::string::npos ? expert_share : 1.0;
-    reads.push_back({block, *home, exec, bytes * share, flop_seconds * share, recast_bytes * share});
+    reads.push_back({block, *home, exec, read_bytes * share, flop_seconds * share, recast_bytes * share});
   }
 
   // Figures the placement needs; a missing one leaves the prediction unknown.

@@ -131,6 +131,7 @@ double Model::weight_read_seconds(int passes) const {
   });
   impl_->weights->for_each_packed([&](const std::string&, const PackedLinear& l) {  // codes and their block scales
     for (const at::Tensor* t : {&l.codes, &l.scale, &l.offset}) add(*t);
+    if (l.low) add(l.low->codes), add(l.low->scale);  // GPTQ 8-bit's second plane
   });
   double best = 0;
   std::vector<std::uint64_t> sums(pieces.size());
