@@ -178,6 +178,26 @@ class KernelsTest : public QObject {
     }
   }
 
+  void int8_rows_widen_exactly_on_every_target() {
+    std::mt19937 rng(17);
+    ThreadPool pool(2);
+    // Rows of an odd length, more of them than one of the pool's pieces holds.
+    const std::size_t rows = 700, cols = 2051;
+    std::vector<std::int8_t> q(rows * cols);
+    std::vector<float> scale(rows);
+    for (auto& v : q) v = static_cast<std::int8_t>(static_cast<int>(rng() % 255) - 127);
+    for (auto& s : scale) s = std::ldexp(float(1 + rng() % 1000), -12);
+    for (const auto& target : runnable_targets()) {
+      restrict_targets(target);
+      std::vector<float> out(rows * cols + 1, -3.0f);
+      widen_int8_rows(q.data(), scale.data(), rows, cols, out.data(), pool);
+      for (std::size_t i = 0; i < rows * cols; ++i)
+        if (out[i] != float(q[i]) * scale[i / cols])
+          QFAIL(qPrintable(QString("%1: element %2 is %3, not %4").arg(target.c_str()).arg(i).arg(out[i]).arg(float(q[i]) * scale[i / cols])));
+      QCOMPARE(out[rows * cols], -3.0f);  // nothing written past the end
+    }
+  }
+
   void refuses_what_it_cannot_do() {
     float w[4] = {}, x[4] = {}, y[4] = {};
     const Product wide_batch{{w, DType::F32, 1, 4, 4}, y, 1};

@@ -6,6 +6,7 @@
 
 #include "kernels/load_f32-inl.hpp"
 
+#include <cstdint>
 #include <cstring>
 
 #include "kernels/widen.hpp"
@@ -30,6 +31,16 @@ void WidenTyped(const T* src, float* dst, std::size_t n) {
   }
 }
 
+// One int8 row times its scale.
+void WidenScaledRow(const std::int8_t* src, float scale, float* dst, std::size_t n) {
+  const DF df;
+  const std::size_t lanes = hn::Lanes(df);
+  const auto s = hn::Set(df, scale);
+  std::size_t i = 0;
+  for (; i + lanes <= n; i += lanes) hn::StoreU(hn::Mul(LoadF32(df, src + i), s), df, dst + i);
+  for (; i < n; ++i) dst[i] = float(src[i]) * scale;
+}
+
 // type: 0 float32, 1 bfloat16, 2 float16.
 void Widen(const void* src, int type, float* dst, std::size_t n) {
   switch (type) {
@@ -52,6 +63,7 @@ HWY_AFTER_NAMESPACE();
 namespace devicemap::kernels {
 
 HWY_EXPORT(Widen);
+HWY_EXPORT(WidenScaledRow);
 
 void widen_to_f32(const void* src, DType dtype, float* dst, std::size_t n, ThreadPool& pool) {
   const int type = element_type(dtype, "widen_to_f32");
@@ -67,6 +79,16 @@ void widen_to_f32(const void* src, DType dtype, float* dst, std::size_t n, Threa
 
 void widen_to_f32(const void* src, DType dtype, float* dst, std::size_t n) {
   widen_to_f32(src, dtype, dst, n, ThreadPool::shared());
+}
+
+void widen_int8_rows(const std::int8_t* src, const float* row_scale, std::size_t rows, std::size_t cols, float* dst, ThreadPool& pool) {
+  if (rows == 0 || cols == 0) return;
+  // Pieces of about 1 Mi elements, whole rows each.
+  const std::size_t per = std::max<std::size_t>(1, (std::size_t{1} << 20) / cols);
+  auto* const widen = &HWY_DYNAMIC_DISPATCH(WidenScaledRow);
+  pool.run((rows + per - 1) / per, [&](std::size_t p) {
+    for (std::size_t r = p * per; r < std::min(rows, (p + 1) * per); ++r) widen(src + r * cols, row_scale[r], dst + r * cols, cols);
+  });
 }
 
 }  // namespace devicemap::kernels

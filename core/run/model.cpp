@@ -10,6 +10,7 @@
 #include "plan/device_map.hpp"
 #include "plan/machine.hpp"
 #include "run/cpu_rate.hpp"
+#include "run/heap_policy.hpp"
 #include "run/kv_cache.hpp"
 #include "run/load_plan.hpp"
 #include "run/model_impl.hpp"
@@ -22,12 +23,23 @@ namespace devicemap {
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::Model(Model&&) noexcept = default;
-Model& Model::operator=(Model&&) noexcept = default;
-Model::~Model() = default;
+Model& Model::operator=(Model&& other) noexcept {
+  if (this == &other) return *this;
+  const bool held = impl_ != nullptr;
+  impl_ = std::move(other.impl_);
+  if (held) release_freed_memory();
+  return *this;
+}
+Model::~Model() {
+  if (!impl_) return;  // moved from
+  impl_.reset();
+  release_freed_memory();  // what the weights and buffers took, back to the system
+}
 
 Model Model::load(const Checkpoint& checkpoint, const DeviceMap& map, const LoadOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   use_all_cores();
+  keep_freed_memory_for_reuse();
   c10::InferenceMode inference;
   auto impl = std::make_unique<Impl>();
   const auto config_path = checkpoint.dir() / "config.json";

@@ -6,6 +6,7 @@
 
 #include "error.hpp"
 #include "kernels/thread_pool.hpp"
+#include "kernels/widen.hpp"
 #include "run/awq.hpp"
 #include "run/bnb4.hpp"
 #include "run/cpu_cast.hpp"
@@ -29,43 +30,66 @@ kernels::Matrix PackedLinear::matrix() const {
   return m;
 }
 
-void PackedLinear::expand(float* dst, bool add) const {
-  const auto put = [add](float& d, float v) { d = add ? d + v : v; };
-  const auto* src = static_cast<const std::uint8_t*>(codes.data_ptr());
-  const float* table = layout.table;
-  const float* s = layout.scale;
-  const float* o = layout.offset;
-  const auto block = static_cast<std::int64_t>(layout.block), row_blocks = static_cast<std::int64_t>(layout.row_blocks);
-  const std::int64_t rows_per_task = std::max<std::int64_t>(1, (1 << 16) / std::max<std::int64_t>(1, in));
-  const auto tasks = static_cast<std::size_t>((out + rows_per_task - 1) / rows_per_task);
+namespace {
+
+// W's rows [r0, r1) written into dst, or added to it (`Add`, a template argument so that the inner loops
+// carry no test).
+template <bool Add>
+void expand_rows(const PackedLinear& l, float* dst, std::int64_t r0, std::int64_t r1) {
+  const std::int64_t in = l.in;
+  const auto put = [](float& d, float v) { d = Add ? d + v : v; };
+  if (l.int8) {  // row r's int8 values times its scale
+    const auto* q = static_cast<const std::int8_t*>(l.codes.data_ptr());
+    const float* row_scale = l.scale.data_ptr<float>();
+    for (std::int64_t r = r0; r < r1; ++r)
+      for (std::int64_t c = 0; c < in; ++c) put(dst[r * in + c], float(q[r * in + c]) * row_scale[r]);
+    return;
+  }
+  const auto* src = static_cast<const std::uint8_t*>(l.codes.data_ptr());
+  const float* table = l.layout.table;
+  const float* s = l.layout.scale;
+  const float* o = l.layout.offset;
+  const auto block = static_cast<std::int64_t>(l.layout.block), row_blocks = static_cast<std::int64_t>(l.layout.row_blocks);
   // Runs of one block at a time (no division per element), two codes per byte through a table of pairs.
   float pair[256][2];
   for (int b = 0; b < 256; ++b) pair[b][0] = table[b >> 4], pair[b][1] = table[b & 0xF];
+  for (std::int64_t r = r0; r < r1; ++r)
+    for (std::int64_t c = 0; c < in;) {
+      const std::int64_t at = row_blocks ? r * row_blocks + c / block : (r * in + c) / block;
+      const std::int64_t end = std::min(in, row_blocks ? (c / block + 1) * block : (at + 1) * block - r * in);
+      const float scale = s[at], shift = o ? o[at] : 0.0f;
+      float* d = dst + r * in;
+      const std::uint8_t* q = src + r * in / 2;  // in is even: a row starts on a byte
+      if (c % 2 == 1) put(d[c], pair[q[c / 2]][1] * scale + shift), ++c;
+      for (; c + 1 < end; c += 2) {
+        const float* v = pair[q[c / 2]];
+        put(d[c], v[0] * scale + shift);
+        put(d[c + 1], v[1] * scale + shift);
+      }
+      if (c < end) put(d[c], pair[q[c / 2]][0] * scale + shift), ++c;
+    }
+}
+
+}  // namespace
+
+void PackedLinear::expand(float* dst, bool add) const {
+  if (int8 && !add) {
+    kernels::widen_int8_rows(static_cast<const std::int8_t*>(codes.data_ptr()), scale.data_ptr<float>(), static_cast<std::size_t>(out),
+                             static_cast<std::size_t>(in), dst, kernels::ThreadPool::shared());
+    return;
+  }
+  const std::int64_t rows_per_task = std::max<std::int64_t>(1, (1 << 16) / std::max<std::int64_t>(1, in));
+  const auto tasks = static_cast<std::size_t>((out + rows_per_task - 1) / rows_per_task);
   kernels::ThreadPool::shared().run(tasks, [&](std::size_t t) {
     const std::int64_t r0 = static_cast<std::int64_t>(t) * rows_per_task, r1 = std::min(out, r0 + rows_per_task);
-    for (std::int64_t r = r0; r < r1; ++r)
-      for (std::int64_t c = 0; c < in;) {
-        const std::int64_t at = row_blocks ? r * row_blocks + c / block : (r * in + c) / block;
-        const std::int64_t end = std::min(in, row_blocks ? (c / block + 1) * block : (at + 1) * block - r * in);
-        const float scale = s[at], shift = o ? o[at] : 0.0f;
-        float* d = dst + r * in;
-        const std::uint8_t* q = src + r * in / 2;  // in is even: a row starts on a byte
-        if (c % 2 == 1) put(d[c], pair[q[c / 2]][1] * scale + shift), ++c;
-        for (; c + 1 < end; c += 2) {
-          const float* v = pair[q[c / 2]];
-          put(d[c], v[0] * scale + shift);
-          put(d[c + 1], v[1] * scale + shift);
-        }
-        if (c < end) put(d[c], pair[q[c / 2]][0] * scale + shift), ++c;
-      }
+    add ? expand_rows<true>(*this, dst, r0, r1) : expand_rows<false>(*this, dst, r0, r1);
   });
 }
 
 at::Tensor PackedLinear::dequantize(bool scratch) const {
-  if (int8) return codes.to(at::kFloat).mul(scale.unsqueeze(1));
   // Loops over rows on the kernels' pool: a prompt's pass expands every packed layer it runs, so this
   // must cost about a write of the float32 matrix (tensor ops on the nibbles took ten times as long;
-  // fresh memory for each layer, its page faults as long again).
+  // fresh memory for each layer, its page faults as long again). int8 rows likewise.
   at::Tensor w;
   if (scratch && !columns.defined()) {
     thread_local at::Tensor buffer;
