@@ -73,10 +73,10 @@ inline at::Tensor decode_dense_int8(const at::Tensor& x, const at::Tensor& weigh
 
 // Whether the decode kernels take x for a packed Linear with `in` inputs (run/packed_linear.hpp: 4-bit codes
 // or int8 rows): half a byte or one byte per weight read, plus the scales.
-// Up to kPackedPromptRows rows (run/packed_linear.hpp): a prompt's rows too.
-inline bool decode_packed_takes(const at::Tensor& x, std::int64_t in) {
-  return decode_kernels_in_use() && x.is_cpu() && x.dim() == 2 && x.size(0) >= 1 && x.size(0) <= kPackedPromptRows &&
-         x.size(1) == in && in % 2 == 0;
+// Up to PackedLinear::kernel_rows() rows (run/packed_linear.hpp): a prompt's rows too.
+inline bool decode_packed_takes(const at::Tensor& x, const PackedLinear& linear) {
+  return decode_kernels_in_use() && x.is_cpu() && x.dim() == 2 && x.size(0) >= 1 && x.size(0) <= linear.kernel_rows() &&
+         x.size(1) == linear.in && linear.in % 2 == 0;
 }
 
 // A matrix kept in 16 bits (a float16 file on a float32 CPU) widened to float32 for LibTorch's matrix

@@ -166,7 +166,7 @@ class Llama final : public Transformer {
   at::Tensor linear(const std::string& name, const at::Tensor& x, const c10::Device& device) const {
     at::Tensor weight;
     if (const PackedLinear* packed = w_.packed(name)) {
-      if (decode_packed_takes(x, packed->in)) return packed->decode(x, p_.fetch_if_present(name + ".bias", device));
+      if (decode_packed_takes(x, *packed)) return packed->decode(x, p_.fetch_if_present(name + ".bias", device));
       weight = packed->dequantize(true);  // float32 on the CPU, used before the next layer expands
       if (!widened_product(x)) weight = weight.to(device, x.scalar_type());
     } else if (c_.awq) {  // AWQ on "disk" or a GPU: expanded where it runs
@@ -178,7 +178,7 @@ class Llama final : public Transformer {
                                p_.fetch(name + ".scales", device), p_.fetch_if_present(name + ".g_idx", device), *c_.gptq);
     else if (c_.bnb && w_.contains(name + ".weight.quant_map")) {  // bitsandbytes 4-bit on "disk" or a GPU: read per use
       const auto q = bnb4(name);
-      if (decode_packed_takes(x, q->in)) return q->decode(x, p_.fetch_if_present(name + ".bias", device));
+      if (decode_packed_takes(x, *q)) return q->decode(x, p_.fetch_if_present(name + ".bias", device));
       weight = q->dequantize();
       if (!widened_product(x)) weight = weight.to(device, x.scalar_type());
     }
@@ -211,7 +211,7 @@ class Llama final : public Transformer {
     std::vector<const PackedLinear*> packed;
     for (const char* n : names)
       if (const PackedLinear* l = w_.packed(prefix + n)) packed.push_back(l);
-    if (packed.size() == names.size() && decode_packed_takes(x, packed.front()->in)) {
+    if (packed.size() == names.size() && decode_packed_takes(x, *packed.front())) {
       for (const char* n : names) biases.push_back(p_.fetch_if_present(prefix + n + ".bias", device));
       return decode_together(x, packed, biases);
     }

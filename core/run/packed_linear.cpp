@@ -162,6 +162,10 @@ std::vector<at::Tensor> decode_together(const at::Tensor& x, std::span<const Pac
   return ys;
 }
 
+std::int64_t PackedLinear::kernel_rows() const {
+  return int8 ? kInt8PromptRows : kPackedPromptRows;
+}
+
 std::uint64_t PackedLinear::bytes() const {
   std::uint64_t b = codes.nbytes() + scale.nbytes();
   if (offset.defined()) b += offset.nbytes();

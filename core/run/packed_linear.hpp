@@ -52,13 +52,19 @@ struct PackedLinear {
   // on the CPU.
   at::Tensor decode(const at::Tensor& x, const at::Tensor& bias) const;
   std::uint64_t bytes() const;
+  // The most rows of one product the decode kernels take (kPackedPromptRows, or kInt8PromptRows).
+  std::int64_t kernel_rows() const;
 };
 
 // A prompt of up to this many rows runs packed Linears through the decode kernels, reading the codes
 // once per kernels::kMaxBatch rows: below it that costs less than expanding each layer to float32 for a
 // matrix multiply (`bench generate --prefill N`, 1.1B nf4, 2 AVX2 cores: 64 rows 16.8 tok/s through
-// the kernels, 65 rows 11.6 expanded; the crossover on AVX-512 is not measured).
+// the kernels, 65 rows 11.6 expanded; 1.1B GPTQ 4-bit on 2 AVX-512 cores: 36.1 and 36.3).
 constexpr std::int64_t kPackedPromptRows = 64;
+// int8 rows read twice the bytes of 4-bit codes per pass, so expanding pays off sooner (1.1B bnb 8-bit,
+// 2 AVX-512 cores, through the kernels / expanded: 16 rows 21.2 / 18.1 tok/s, 24 rows 19.4 / 15.8,
+// 32 rows 18.0 / 23.0, 64 rows 23.5 / 38.8).
+constexpr std::int64_t kInt8PromptRows = 24;
 
 // decode() of several packed Linears of one input (q/k/v, gate/up) in one pass over the thread pool;
 // those whose input is gathered (act order) run one by one.
