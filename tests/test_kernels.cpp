@@ -12,6 +12,7 @@
 #include <QtCore/qfloat16.h>
 
 #include "kernels/matvec.hpp"
+#include "kernels/memory_read.hpp"
 #include "kernels/thread_pool.hpp"
 #include "kernels/widen.hpp"
 
@@ -195,6 +196,22 @@ class KernelsTest : public QObject {
         if (out[i] != float(q[i]) * scale[i / cols])
           QFAIL(qPrintable(QString("%1: element %2 is %3, not %4").arg(target.c_str()).arg(i).arg(out[i]).arg(float(q[i]) * scale[i / cols])));
       QCOMPARE(out[rows * cols], -3.0f);  // nothing written past the end
+    }
+  }
+
+  void memory_read_sums_words_modulo_2_64_on_every_target() {
+    // Arbitrary words, whose sum wraps many times over (the bandwidth read sums weights as words), and
+    // lengths that leave a tail after the four quarters.
+    std::mt19937_64 rng(5);
+    std::vector<std::uint64_t> words(100003);
+    for (auto& w : words) w = rng();
+    for (const auto& target : runnable_targets()) {
+      restrict_targets(target);
+      for (const std::size_t n : {std::size_t{0}, std::size_t{3}, std::size_t{67}, words.size()}) {
+        std::uint64_t expected = 0;
+        for (std::size_t i = 0; i < n; ++i) expected += words[i];
+        QCOMPARE(sum_words(words.data(), n), expected);
+      }
     }
   }
 

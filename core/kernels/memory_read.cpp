@@ -29,7 +29,12 @@ std::uint64_t SumWords(const std::uint64_t* p, std::size_t n) {
     s2 = hn::Add(s2, hn::LoadU(d, q2 + i));
     s3 = hn::Add(s3, hn::LoadU(d, q3 + i));
   }
-  std::uint64_t sum = hn::GetLane(hn::SumOfLanes(d, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
+  // The lanes added as unsigned words here, not by SumOfLanes: on AVX-512 that is GCC's
+  // _mm512_reduce_add_epi64, whose signed additions overflow (undefined behaviour) on arbitrary words.
+  alignas(64) std::uint64_t lane[HWY_MAX_BYTES / sizeof(std::uint64_t)];
+  hn::Store(hn::Add(hn::Add(s0, s1), hn::Add(s2, s3)), d, lane);
+  std::uint64_t sum = 0;
+  for (std::size_t i = 0; i < lanes; ++i) sum += lane[i];
   for (std::size_t i = 4 * quarter; i < n; ++i) sum += p[i];
   return sum;
 }
