@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test suite built with AddressSanitizer + UndefinedBehaviorSanitizer (GCC), in its own build folder.
-#   tests/sanitize.sh             the planning layer, text, kernels, command line and GUI: what CI runs
-#   tests/sanitize.sh --runtime   the LibTorch running layer too (by hand: LibTorch itself is not
-#                                 instrumented, and its suites take several times as long under ASan)
+#   tests/sanitize.sh             the planning layer, text, kernels, command line and GUI
+#   tests/sanitize.sh --runtime   the LibTorch running layer too: every suite (what CI runs; LibTorch
+#                                 itself is not instrumented, but every call into it from our code is)
 # Leaks are checked (LeakSanitizer) with the suppressions in tests/sanitize.supp: allocations that
 # system libraries' process-wide caches keep until exit, which are not ours to free.
 set -euo pipefail
